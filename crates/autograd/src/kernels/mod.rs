@@ -1,0 +1,124 @@
+//! CPU kernels on plain slices: elementwise maps, reductions, GEMM, im2col.
+//!
+//! Large elementwise work is split with rayon into fixed-size chunks above
+//! [`PAR_THRESHOLD`] elements; below it, a serial loop is faster than waking threads.
+//! Chunk boundaries never depend on the thread count, so results do not either.
+
+pub mod gemm;
+
+use rayon::prelude::*;
+
+use crate::element::Float;
+
+/// Elementwise work below this many elements runs serially.
+pub const PAR_THRESHOLD: usize = 1 << 15;
+/// Elements per parallel chunk (and per partial sum in reductions).
+pub const CHUNK: usize = 1 << 13;
+
+/// `out[i] = f(x[i])`
+pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
+    let mut out = vec![T::ZERO; x.len()];
+    if x.len() < PAR_THRESHOLD {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = f(v);
+        }
+    } else {
+        out.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(o, x)| {
+                for (o, &v) in o.iter_mut().zip(x) {
+                    *o = f(v);
+                }
+            });
+    }
+    out
+}
+
+/// `out[i] = f(a[i], b[i])`
+pub fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    assert_eq!(a.len(), b.len(), "zip_map: operand lengths differ");
+    let mut out = vec![T::ZERO; a.len()];
+    if a.len() < PAR_THRESHOLD {
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = f(x, y);
+        }
+    } else {
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(o, (a, b))| {
+                for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                    *o = f(x, y);
+                }
+            });
+    }
+    out
+}
+
+/// `out[i] = f(a[i], b[i], c[i])`, for backward rules that need the input, the output and
+/// the upstream gradient together.
+pub fn zip3_map<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T + Sync) -> Vec<T> {
+    assert!(
+        a.len() == b.len() && b.len() == c.len(),
+        "zip3_map: lengths differ"
+    );
+    let mut out = vec![T::ZERO; a.len()];
+    let body = |o: &mut [T], a: &[T], b: &[T], c: &[T]| {
+        for i in 0..o.len() {
+            o[i] = f(a[i], b[i], c[i]);
+        }
+    };
+    if a.len() < PAR_THRESHOLD {
+        body(&mut out, a, b, c);
+    } else {
+        out.par_chunks_mut(CHUNK).enumerate().for_each(|(k, o)| {
+            let r = k * CHUNK..k * CHUNK + o.len();
+            body(o, &a[r.clone()], &b[r.clone()], &c[r]);
+        });
+    }
+    out
+}
+
+/// `acc[i] += g[i]`
+pub fn add_assign<T: Float>(acc: &mut [T], g: &[T]) {
+    assert_eq!(acc.len(), g.len(), "add_assign: lengths differ");
+    if acc.len() < PAR_THRESHOLD {
+        for (a, &v) in acc.iter_mut().zip(g) {
+            *a += v;
+        }
+    } else {
+        acc.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|(a, g)| {
+                for (a, &v) in a.iter_mut().zip(g) {
+                    *a += v;
+                }
+            });
+    }
+}
+
+/// Σ x, deterministic whatever the thread count: fixed chunks are summed in order.
+pub fn sum<T: Float>(x: &[T]) -> T {
+    if x.len() < PAR_THRESHOLD {
+        return x.iter().copied().sum();
+    }
+    let partial: Vec<T> = x
+        .par_chunks(CHUNK)
+        .map(|c| c.iter().copied().sum())
+        .collect();
+    partial.into_iter().sum()
+}
+
+/// Sums `x`, seen as `outer × len × inner`, over the middle axis: `out[o, i] = Σ_j x[o, j, i]`.
+pub fn sum_middle<T: Float>(x: &[T], outer: usize, len: usize, inner: usize) -> Vec<T> {
+    let mut out = vec![T::ZERO; outer * inner];
+    for o in 0..outer {
+        let dst = &mut out[o * inner..(o + 1) * inner];
+        for j in 0..len {
+            let src = &x[(o * len + j) * inner..(o * len + j + 1) * inner];
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d += s;
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,1 @@
+//! Workspace-level tests, benchmarks and examples live beside this crate.
