@@ -20,7 +20,7 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 /// which is then synced and renamed over `path`.
 ///
 /// On any error the temporary file is removed and `path` is left untouched. Errors name
-/// the file they concern.
+/// the file they concern, so `fill` need not.
 pub fn write_atomic<F>(path: &Path, fill: F) -> io::Result<()>
 where
     F: FnOnce(&mut BufWriter<File>) -> io::Result<()>,
@@ -45,7 +45,8 @@ where
 {
     let file = File::create(tmp).map_err(|e| with_path(tmp, e))?;
     let mut writer = BufWriter::new(file);
-    fill(&mut writer).map_err(|e| with_path(tmp, e))?;
+    // Errors from `fill` name the file the caller asked for, not its temporary twin.
+    fill(&mut writer).map_err(|e| with_path(path, e))?;
 
     let file = writer
         .into_inner()
