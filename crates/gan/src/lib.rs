@@ -8,6 +8,7 @@
 //! - [`history`] keeps per-iteration losses as CSV and plots them as SVG;
 //! - [`atomic`] writes files through a temporary name and a rename.
 #![warn(missing_docs)]
+#![allow(clippy::needless_range_loop)]
 
 pub mod atomic;
 pub mod history;

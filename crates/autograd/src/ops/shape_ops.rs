@@ -186,7 +186,7 @@ fn infer_shape(from: &[usize], to: &[usize]) -> Vec<usize> {
     let known: usize = to.iter().filter(|&&d| d != usize::MAX).product();
     let holes = to.iter().filter(|&&d| d == usize::MAX).count();
     let mut shape = to.to_vec();
-    if holes == 1 && known > 0 && n % known == 0 {
+    if holes == 1 && known > 0 && n.is_multiple_of(known) {
         for d in shape.iter_mut().filter(|d| **d == usize::MAX) {
             *d = n / known;
         }
