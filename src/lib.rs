@@ -1,1 +1,2 @@
 //! Workspace-level tests, benchmarks and examples live beside this crate.
+pub mod perf;
