@@ -5,6 +5,7 @@
 //! Chunk boundaries never depend on the thread count, so results do not either.
 
 pub mod gemm;
+pub mod im2col;
 
 use rayon::prelude::*;
 

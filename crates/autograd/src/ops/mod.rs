@@ -2,6 +2,8 @@
 //! sit together, with the math in its doc comment.
 
 mod arith;
+mod batchnorm;
+mod conv;
 mod loss;
 mod matmul;
 mod reduce;

@@ -1,0 +1,500 @@
+//! The slice kernels of 2-D convolution: im2col, col2im and a direct convolution.
+//!
+//! im2col copies every receptive field of one sample into a column, so that a convolution
+//! becomes one matrix product:
+//!
+//! ```text
+//! columns[(c, i, j)][(oy, ox)] = x[c][oy·stride + i − padding][ox·stride + j − padding]
+//!                                (0 where the index falls into the padding)
+//! y = W · columns,   W: C_out × (C_in·kh·kw),   columns: (C_in·kh·kw) × (oh·ow)
+//! ```
+//!
+//! col2im is its adjoint: it adds each column entry back onto the pixel it was read from, so
+//! pixels covered by several windows receive the sum. The direct loops
+//! [`conv2d_naive`] and [`conv_transpose2d_naive`] are the test oracles and the version to
+//! read first. All buffers are row-major NCHW.
+
+use std::ops::Range;
+
+use crate::element::Float;
+
+/// The sizes of a 2-D convolution y = conv(x, W) + b, in one place.
+///
+/// x is `batch × c_in × h × w`, W is `c_out × c_in × kh × kw`, y is
+/// `batch × c_out × out_h × out_w` with `out_h = ⌊(h + 2·padding − kh) / stride⌋ + 1`.
+///
+/// A transposed convolution is described by the geometry of the convolution it is the adjoint
+/// of: its input has the shape of y, its output the shape of x (see [`Self::transposed_len`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dGeometry {
+    /// Samples in the batch (N).
+    pub batch: usize,
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Step between windows, the same along both axes; at least 1.
+    pub stride: usize,
+    /// Zeros added on every side of the input.
+    pub padding: usize,
+}
+
+/// ⌊(len + 2·padding − kernel) / stride⌋ + 1, or `None` when the kernel does not fit.
+fn conv_len(len: usize, kernel: usize, stride: usize, padding: usize) -> Option<usize> {
+    if stride == 0 || kernel == 0 {
+        return None;
+    }
+    let padded = padding.checked_mul(2)?.checked_add(len)?;
+    Some(padded.checked_sub(kernel)? / stride + 1)
+}
+
+impl Conv2dGeometry {
+    /// Output height, or `None` when stride or kernel is 0 or the kernel is taller than the
+    /// padded input.
+    pub fn checked_out_h(&self) -> Option<usize> {
+        conv_len(self.h, self.kh, self.stride, self.padding)
+    }
+
+    /// Output width, or `None` when stride or kernel is 0 or the kernel is wider than the
+    /// padded input.
+    pub fn checked_out_w(&self) -> Option<usize> {
+        conv_len(self.w, self.kw, self.stride, self.padding)
+    }
+
+    /// Output height, ⌊(h + 2·padding − kh) / stride⌋ + 1.
+    ///
+    /// # Panics
+    /// When [`checked_out_h`](Self::checked_out_h) is `None`.
+    #[track_caller]
+    pub fn out_h(&self) -> usize {
+        self.checked_out_h()
+            .unwrap_or_else(|| panic!("conv2d: invalid geometry {self:?}"))
+    }
+
+    /// Output width, ⌊(w + 2·padding − kw) / stride⌋ + 1.
+    ///
+    /// # Panics
+    /// When [`checked_out_w`](Self::checked_out_w) is `None`.
+    #[track_caller]
+    pub fn out_w(&self) -> usize {
+        self.checked_out_w()
+            .unwrap_or_else(|| panic!("conv2d: invalid geometry {self:?}"))
+    }
+
+    /// Rows of the im2col matrix: C_in·kh·kw, one per weight of an output channel.
+    pub fn col_rows(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+
+    /// Columns of the im2col matrix: oh·ow, one per output pixel.
+    pub fn col_cols(&self) -> usize {
+        self.out_h() * self.out_w()
+    }
+
+    /// `[batch, c_in, h, w]`
+    pub fn input_shape(&self) -> [usize; 4] {
+        [self.batch, self.c_in, self.h, self.w]
+    }
+
+    /// `[c_out, c_in, kh, kw]`
+    pub fn weight_shape(&self) -> [usize; 4] {
+        [self.c_out, self.c_in, self.kh, self.kw]
+    }
+
+    /// `[batch, c_out, out_h, out_w]`
+    pub fn output_shape(&self) -> [usize; 4] {
+        [self.batch, self.c_out, self.out_h(), self.out_w()]
+    }
+
+    /// Output length of a transposed convolution along one axis:
+    /// (len − 1)·stride − 2·padding + kernel + output_padding.
+    ///
+    /// `None` when stride or kernel is 0, `len` is 0, the result is not positive, or
+    /// `output_padding ≥ stride`: only lengths up to stride − 1 past the smallest one are
+    /// mapped back to `len` by the convolution, so only they make the two ops adjoint.
+    pub fn transposed_len(
+        len: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        output_padding: usize,
+    ) -> Option<usize> {
+        if stride == 0 || kernel == 0 || len == 0 || output_padding >= stride {
+            return None;
+        }
+        let full = (len - 1)
+            .checked_mul(stride)?
+            .checked_add(kernel + output_padding)?;
+        let out = full.checked_sub(padding.checked_mul(2)?)?;
+        (out > 0).then_some(out)
+    }
+}
+
+/// The output positions o in `0..out_len` whose input index o·stride + k − padding lies
+/// inside `0..in_len`, for the kernel offset k; the others read padding.
+fn valid_range(
+    out_len: usize,
+    in_len: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+) -> Range<usize> {
+    // o·stride + k ≥ padding
+    let lo = padding.saturating_sub(k).div_ceil(stride);
+    // o·stride + k − padding < in_len
+    let hi = (in_len + padding)
+        .checked_sub(k)
+        .map_or(0, |room| room.div_ceil(stride));
+    let hi = hi.min(out_len);
+    lo.min(hi)..hi
+}
+
+/// Unfolds one sample x (c_in × h × w) into `cols` ((c_in·kh·kw) × (oh·ow)), overwriting
+/// every element of `cols`; see the module docs for the index map.
+///
+/// # Panics
+/// When a buffer length does not match the geometry.
+#[track_caller]
+pub fn im2col<T: Float>(g: &Conv2dGeometry, x: &[T], cols: &mut [T]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    assert_eq!(x.len(), g.c_in * g.h * g.w, "im2col: x is not c_in × h × w");
+    assert_eq!(
+        cols.len(),
+        g.col_rows() * oh * ow,
+        "im2col: wrong columns size"
+    );
+    let (s, p) = (g.stride, g.padding);
+    let mut rows = cols.chunks_exact_mut(oh * ow);
+    for c in 0..g.c_in {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            let ys = valid_range(oh, g.h, i, s, p);
+            for j in 0..g.kw {
+                let xs = valid_range(ow, g.w, j, s, p);
+                let row = rows.next().expect("im2col: row count");
+                row.fill(T::ZERO);
+                for oy in ys.clone() {
+                    let src = &plane[(oy * s + i - p) * g.w..];
+                    let dst = &mut row[oy * ow..(oy + 1) * ow];
+                    for ox in xs.clone() {
+                        dst[ox] = src[ox * s + j - p];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Folds `cols` ((c_in·kh·kw) × (oh·ow)) back onto one sample x (c_in × h × w), *adding*
+/// each entry to the pixel [`im2col`] read it from: x += im2colᵀ(cols). Entries that
+/// im2col read from the padding are dropped.
+///
+/// # Panics
+/// When a buffer length does not match the geometry.
+#[track_caller]
+pub fn col2im<T: Float>(g: &Conv2dGeometry, cols: &[T], x: &mut [T]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    assert_eq!(x.len(), g.c_in * g.h * g.w, "col2im: x is not c_in × h × w");
+    assert_eq!(
+        cols.len(),
+        g.col_rows() * oh * ow,
+        "col2im: wrong columns size"
+    );
+    let (s, p) = (g.stride, g.padding);
+    let mut rows = cols.chunks_exact(oh * ow);
+    for c in 0..g.c_in {
+        let plane = &mut x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            let ys = valid_range(oh, g.h, i, s, p);
+            for j in 0..g.kw {
+                let xs = valid_range(ow, g.w, j, s, p);
+                let row = rows.next().expect("col2im: row count");
+                for oy in ys.clone() {
+                    let dst = &mut plane[(oy * s + i - p) * g.w..];
+                    let src = &row[oy * ow..(oy + 1) * ow];
+                    for ox in xs.clone() {
+                        dst[ox * s + j - p] += src[ox];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The input index o·stride + k − padding, or `None` when it falls into the padding.
+fn input_index(o: usize, k: usize, g: &Conv2dGeometry, len: usize) -> Option<usize> {
+    (o * g.stride + k)
+        .checked_sub(g.padding)
+        .filter(|&i| i < len)
+}
+
+/// Direct convolution, the oracle for the im2col path:
+/// y[n][o][oy][ox] = b[o] + Σ_{c,i,j} W[o][c][i][j] · x[n][c][oy·s + i − p][ox·s + j − p].
+///
+/// x is `batch × c_in × h × w`, `weight` is `c_out × c_in × kh × kw`, `bias` has `c_out`
+/// values; the result is `batch × c_out × oh × ow`.
+///
+/// # Panics
+/// When a buffer length does not match the geometry.
+#[track_caller]
+pub fn conv2d_naive<T: Float>(
+    g: &Conv2dGeometry,
+    x: &[T],
+    weight: &[T],
+    bias: Option<&[T]>,
+) -> Vec<T> {
+    let [n, co, oh, ow] = g.output_shape();
+    assert_eq!(
+        x.len(),
+        g.input_shape().iter().product(),
+        "conv2d_naive: x size"
+    );
+    assert_eq!(
+        weight.len(),
+        g.weight_shape().iter().product(),
+        "conv2d_naive: weight size"
+    );
+    let xi = |b: usize, c: usize, y: usize, xx: usize| ((b * g.c_in + c) * g.h + y) * g.w + xx;
+    let wi = |o: usize, c: usize, i: usize, j: usize| ((o * g.c_in + c) * g.kh + i) * g.kw + j;
+    let mut y = vec![T::ZERO; n * co * oh * ow];
+    for b in 0..n {
+        for o in 0..co {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = bias.map_or(T::ZERO, |bias| bias[o]);
+                    for c in 0..g.c_in {
+                        for i in 0..g.kh {
+                            let Some(iy) = input_index(oy, i, g, g.h) else {
+                                continue;
+                            };
+                            for j in 0..g.kw {
+                                if let Some(ix) = input_index(ox, j, g, g.w) {
+                                    acc += weight[wi(o, c, i, j)] * x[xi(b, c, iy, ix)];
+                                }
+                            }
+                        }
+                    }
+                    y[((b * co + o) * oh + oy) * ow + ox] = acc;
+                }
+            }
+        }
+    }
+    y
+}
+
+/// Direct transposed convolution, the adjoint of [`conv2d_naive`] plus a bias: every input
+/// value is scattered through the kernel onto the output,
+/// y[n][c][oy·s + i − p][ox·s + j − p] += W[o][c][i][j] · x[n][o][oy][ox].
+///
+/// In the geometry `g` of the convolution this is the adjoint of, x is
+/// `batch × c_out × oh × ow`, `weight` is `c_out × c_in × kh × kw`, `bias` has `c_in` values
+/// and the result is `batch × c_in × h × w`.
+///
+/// # Panics
+/// When a buffer length does not match the geometry.
+#[track_caller]
+pub fn conv_transpose2d_naive<T: Float>(
+    g: &Conv2dGeometry,
+    x: &[T],
+    weight: &[T],
+    bias: Option<&[T]>,
+) -> Vec<T> {
+    let [n, co, oh, ow] = g.output_shape();
+    assert_eq!(x.len(), n * co * oh * ow, "conv_transpose2d_naive: x size");
+    assert_eq!(
+        weight.len(),
+        g.weight_shape().iter().product(),
+        "conv_transpose2d_naive: weight"
+    );
+    let yi = |b: usize, c: usize, y: usize, xx: usize| ((b * g.c_in + c) * g.h + y) * g.w + xx;
+    let wi = |o: usize, c: usize, i: usize, j: usize| ((o * g.c_in + c) * g.kh + i) * g.kw + j;
+    let mut y = vec![T::ZERO; n * g.c_in * g.h * g.w];
+    for b in 0..n {
+        for c in 0..g.c_in {
+            let b_c = bias.map_or(T::ZERO, |bias| bias[c]);
+            y[yi(b, c, 0, 0)..yi(b, c + 1, 0, 0)].fill(b_c);
+        }
+        for o in 0..co {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let v = x[((b * co + o) * oh + oy) * ow + ox];
+                    for c in 0..g.c_in {
+                        for i in 0..g.kh {
+                            let Some(iy) = input_index(oy, i, g, g.h) else {
+                                continue;
+                            };
+                            for j in 0..g.kw {
+                                if let Some(ix) = input_index(ox, j, g, g.w) {
+                                    y[yi(b, c, iy, ix)] += weight[wi(o, c, i, j)] * v;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small integers, so that every sum below is exact in f64.
+    fn ints(n: usize, seed: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| ((i * 7 + seed * 13) % 11) as f64 - 5.0)
+            .collect()
+    }
+
+    /// Every valid single-sample geometry over odd and even sizes, kernels 1 to 3 (and one
+    /// non-square), stride 1 to 2, padding 0 to 2.
+    fn geometries() -> Vec<Conv2dGeometry> {
+        let mut all = vec![];
+        for (h, w) in [(1, 1), (3, 3), (4, 5), (6, 4), (7, 7)] {
+            for (kh, kw) in [(1, 1), (2, 2), (3, 3), (3, 2)] {
+                for stride in 1..=2 {
+                    for padding in 0..=2 {
+                        let g = Conv2dGeometry {
+                            batch: 1,
+                            c_in: 2,
+                            c_out: 1,
+                            h,
+                            w,
+                            kh,
+                            kw,
+                            stride,
+                            padding,
+                        };
+                        if g.checked_out_h().is_some() && g.checked_out_w().is_some() {
+                            all.push(g);
+                        }
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    /// im2col by its definition, with signed indices.
+    fn im2col_by_definition(g: &Conv2dGeometry, x: &[f64]) -> Vec<f64> {
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let mut cols = vec![];
+        for c in 0..g.c_in {
+            for i in 0..g.kh {
+                for j in 0..g.kw {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let iy = (oy * g.stride + i) as isize - g.padding as isize;
+                            let ix = (ox * g.stride + j) as isize - g.padding as isize;
+                            let inside =
+                                (0..g.h as isize).contains(&iy) && (0..g.w as isize).contains(&ix);
+                            cols.push(if inside {
+                                x[(c * g.h + iy as usize) * g.w + ix as usize]
+                            } else {
+                                0.0
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        cols
+    }
+
+    #[test]
+    fn im2col_matches_definition_and_writes_every_element() {
+        for g in geometries() {
+            let x = ints(g.c_in * g.h * g.w, 1);
+            // NaN-filled, so an element the kernel forgets to write fails the comparison.
+            let mut cols = vec![f64::NAN; g.col_rows() * g.col_cols()];
+            im2col(&g, &x, &mut cols);
+            assert_eq!(cols, im2col_by_definition(&g, &x), "{g:?}");
+        }
+    }
+
+    #[test]
+    fn col2im_adds_the_transpose_of_im2col() {
+        for g in geometries() {
+            let cols = ints(g.col_rows() * g.col_cols(), 2);
+            let start = ints(g.c_in * g.h * g.w, 3);
+
+            // Expected: start + Mᵀ·cols, with M the 0/1 matrix of im2col built column by column.
+            let mut expected = start.clone();
+            for (k, e) in expected.iter_mut().enumerate() {
+                let mut unit = vec![0.0; start.len()];
+                unit[k] = 1.0;
+                let m_col = im2col_by_definition(&g, &unit);
+                *e += m_col.iter().zip(&cols).map(|(m, c)| m * c).sum::<f64>();
+            }
+
+            let mut x = start;
+            col2im(&g, &cols, &mut x);
+            assert_eq!(x, expected, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn naive_conv_by_hand() {
+        // x = [[1 2 3] [4 5 6] [7 8 9]], a 2 × 2 kernel of ones, bias 0.5: each output is the
+        // sum of a 2 × 2 window plus 0.5 (computed by hand).
+        let g = Conv2dGeometry {
+            batch: 1,
+            c_in: 1,
+            c_out: 1,
+            h: 3,
+            w: 3,
+            kh: 2,
+            kw: 2,
+            stride: 1,
+            padding: 0,
+        };
+        let x: Vec<f64> = (1..=9).map(f64::from).collect();
+        let y = conv2d_naive(&g, &x, &[1.0; 4], Some(&[0.5]));
+        assert_eq!(y, vec![12.5, 16.5, 24.5, 28.5]);
+    }
+
+    #[test]
+    fn naive_transpose_is_the_adjoint_of_naive_conv() {
+        for mut g in geometries() {
+            g.batch = 2;
+            g.c_out = 3;
+            let x = ints(g.input_shape().iter().product(), 4);
+            let w = ints(g.weight_shape().iter().product(), 5);
+            let y = ints(g.output_shape().iter().product(), 6);
+            let conv = conv2d_naive(&g, &x, &w, None);
+            let adj = conv_transpose2d_naive(&g, &y, &w, None);
+            let lhs: f64 = conv.iter().zip(&y).map(|(a, b)| a * b).sum();
+            let rhs: f64 = x.iter().zip(&adj).map(|(a, b)| a * b).sum();
+            assert_eq!(lhs, rhs, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn transposed_len_inverts_out_len() {
+        for len in 1..6 {
+            for (k, s, p) in [(3, 1, 1), (4, 2, 1), (3, 2, 0), (5, 2, 2), (2, 3, 0)] {
+                for op in 0..s {
+                    let Some(t) = Conv2dGeometry::transposed_len(len, k, s, p, op) else {
+                        continue;
+                    };
+                    assert_eq!(
+                        conv_len(t, k, s, p),
+                        Some(len),
+                        "len {len} k {k} s {s} p {p}"
+                    );
+                }
+                assert_eq!(Conv2dGeometry::transposed_len(len, k, s, p, s), None);
+            }
+        }
+    }
+}

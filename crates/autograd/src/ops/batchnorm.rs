@@ -1,0 +1,264 @@
+//! Batch normalisation over the channel axis, fused into one op with a hand-written backward.
+//!
+//! For x of shape N × C or N × C × H × W, each channel c is normalised over its
+//! m = N (or N·H·W) elements:
+//!
+//! ```text
+//! x̂ = (x − μ) / √(σ² + ε),   y = γ·x̂ + β,   μ = (1/m) Σ x,   σ² = (1/m) Σ (x − μ)²
+//! ```
+//!
+//! In training mode μ and σ² are the batch's own statistics, so every output of a channel
+//! depends on every input of it; in evaluation mode they are given constants.
+
+use rayon::prelude::*;
+
+use crate::element::Float;
+use crate::shape::{op_panic, shape_panic};
+use crate::tape::GradFn;
+use crate::tensor::Tensor;
+
+/// The channel count C and the plane size (1, or H·W) of a batch-norm input, which is read
+/// as N × C × plane.
+#[track_caller]
+fn channels_and_plane<T: Float>(op: &str, x: &Tensor<T>) -> (usize, usize) {
+    match *x.shape() {
+        [_, c] => (c, 1),
+        [_, c, h, w] => (c, h * w),
+        _ => op_panic(op, x.shape(), "need N × C or N × C × H × W"),
+    }
+}
+
+/// Checks that γ, β (and the statistics, when given) hold one value per channel.
+#[track_caller]
+fn check_per_channel<T: Float>(op: &str, x: &Tensor<T>, c: usize, params: &[(&str, &[usize])]) {
+    for (name, shape) in params {
+        if *shape != [c] {
+            let why = format!("{name} needs {c} values, one per channel");
+            shape_panic(op, x.shape(), shape, &why);
+        }
+    }
+}
+
+/// The planes (N of them, `plane` values each) of channel `ch` in x read as N × C × plane.
+fn planes<T>(x: &[T], c: usize, plane: usize, ch: usize) -> impl Iterator<Item = &[T]> {
+    x.chunks_exact(plane.max(1)).skip(ch).step_by(c.max(1))
+}
+
+/// Per-channel mean and biased variance, in two passes (mean, then Σ (x − μ)²), which is
+/// more accurate than E[x²] − μ² when |μ| ≫ σ.
+fn channel_stats<T: Float>(x: &[T], c: usize, plane: usize) -> (Vec<T>, Vec<T>) {
+    let m = T::from_usize(x.len() / c.max(1));
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let sum: T = planes(x, c, plane, ch).flatten().copied().sum();
+            let mean = sum / m;
+            let sq: T = planes(x, c, plane, ch)
+                .flatten()
+                .map(|&v| (v - mean) * (v - mean))
+                .sum();
+            (mean, sq / m)
+        })
+        .unzip()
+}
+
+/// y = γ·(x − μ)·inv_std + β per channel.
+fn normalize<T: Float>(
+    x: &[T],
+    mean: &[T],
+    inv_std: &[T],
+    gamma: &[T],
+    beta: &[T],
+    plane: usize,
+) -> Vec<T> {
+    let c = mean.len();
+    let mut y = vec![T::ZERO; x.len()];
+    y.par_chunks_mut(plane.max(1))
+        .zip(x.par_chunks(plane.max(1)))
+        .enumerate()
+        .for_each(|(i, (y, x))| {
+            let ch = i % c;
+            let (scale, shift) = (gamma[ch] * inv_std[ch], beta[ch]);
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = scale * (x - mean[ch]) + shift;
+            }
+        });
+    y
+}
+
+/// Per channel, Σ g and Σ g·x̂: the gradients of β and γ, which both modes need.
+fn grad_sums<T: Float>(
+    grad_out: &[T],
+    x: &[T],
+    mean: &[T],
+    inv_std: &[T],
+    plane: usize,
+) -> (Vec<T>, Vec<T>) {
+    let c = mean.len();
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let (mut sum_g, mut sum_gx) = (T::ZERO, T::ZERO);
+            let pairs = planes(grad_out, c, plane, ch).zip(planes(x, c, plane, ch));
+            for (&g, &x) in pairs.flat_map(|(g, x)| g.iter().zip(x)) {
+                sum_g += g;
+                sum_gx += g * (x - mean[ch]) * inv_std[ch];
+            }
+            (sum_g, sum_gx)
+        })
+        .unzip()
+}
+
+/// ∂L/∂x = γ·inv_std·(g − mean(g) − x̂·mean(g·x̂)) per channel, from the sums Σ g and Σ g·x̂.
+fn train_grad_input<T: Float>(
+    grad_out: &[T],
+    x: &[T],
+    gamma: &[T],
+    mean: &[T],
+    inv_std: &[T],
+    (sum_g, sum_gx): (&[T], &[T]),
+    plane: usize,
+) -> Vec<T> {
+    let c = mean.len();
+    let m = T::from_usize(x.len() / c);
+    let mut grad_input = vec![T::ZERO; x.len()];
+    grad_input
+        .par_chunks_mut(plane)
+        .zip(grad_out.par_chunks(plane).zip(x.par_chunks(plane)))
+        .enumerate()
+        .for_each(|(i, (gi, (g, x)))| {
+            let ch = i % c;
+            let (mean_g, mean_gx) = (sum_g[ch] / m, sum_gx[ch] / m);
+            let scale = gamma[ch] * inv_std[ch];
+            for ((gi, &g), &x) in gi.iter_mut().zip(g).zip(x) {
+                let x_hat = (x - mean[ch]) * inv_std[ch];
+                *gi = scale * (g - mean_g - x_hat * mean_gx);
+            }
+        });
+    grad_input
+}
+
+impl<T: Float> Tensor<T> {
+    /// Training-mode batch norm with the batch's own statistics, per channel c:
+    ///
+    /// y = γ·x̂ + β,   x̂ = (x − μ)/√(σ² + ε),   μ and σ² the mean and the *biased* variance
+    /// (divided by m) of the m = N (or N·H·W) values of channel c.
+    ///
+    /// Backward, with g = ∂L/∂y and means over the m values of each channel:
+    ///
+    /// ∂L/∂x = γ/√(σ² + ε) · (g − mean(g) − x̂·mean(g·x̂)),   ∂L/∂γ = Σ g·x̂,   ∂L/∂β = Σ g.
+    ///
+    /// The two subtracted terms are the paths through μ and σ²: shifting all of a channel's
+    /// inputs moves μ and leaves y unchanged, and scaling them is undone by σ.
+    ///
+    /// Returns y, μ and σ² (per channel, detached). σ² is biased as used in the
+    /// normalisation; a running variance that should be unbiased is the caller's to rescale
+    /// by m/(m − 1).
+    ///
+    /// # Shapes
+    /// x: N × C or N × C × H × W; γ, β: C; y: as x.
+    ///
+    /// # Panics
+    /// When x has another rank, a channel has no values, or γ or β is not C long.
+    #[track_caller]
+    pub fn batch_norm_train(
+        &self,
+        gamma: &Tensor<T>,
+        beta: &Tensor<T>,
+        eps: T,
+    ) -> (Tensor<T>, Vec<T>, Vec<T>) {
+        let op = "batch_norm_train";
+        let (c, plane) = channels_and_plane(op, self);
+        check_per_channel(op, self, c, &[("γ", gamma.shape()), ("β", beta.shape())]);
+        if self.shape()[0] * plane == 0 {
+            op_panic(op, self.shape(), "each channel needs at least one value");
+        }
+
+        let (mean, var) = channel_stats(&self.data(), c, plane);
+        let inv_std: Vec<T> = var.iter().map(|&v| T::ONE / (v + eps).sqrt()).collect();
+        let y = normalize(
+            &self.data(),
+            &mean,
+            &inv_std,
+            &gamma.data(),
+            &beta.data(),
+            plane,
+        );
+
+        let (mu, istd) = (mean.clone(), inv_std);
+        let inputs = vec![self.clone(), gamma.clone(), beta.clone()];
+        let gf = GradFn::new(op, inputs, move |inp, _, grad_out| {
+            let (x, gamma, beta) = (&inp[0], &inp[1], &inp[2]);
+            let (sum_g, sum_gx) = grad_sums(grad_out, &x.data(), &mu, &istd, plane);
+            if x.requires_grad() {
+                let sums = (&sum_g[..], &sum_gx[..]);
+                let grad_input =
+                    train_grad_input(grad_out, &x.data(), &gamma.data(), &mu, &istd, sums, plane);
+                x.accumulate_grad_vec(grad_input);
+            }
+            gamma.accumulate_grad_vec(sum_gx);
+            beta.accumulate_grad_vec(sum_g);
+        });
+        (Tensor::from_op(self.shape().to_vec(), y, gf), mean, var)
+    }
+
+    /// Evaluation-mode batch norm with given per-channel statistics (running averages),
+    /// treated as constants:
+    ///
+    /// y = γ·x̂ + β,   x̂ = (x − μ)/√(σ² + ε).
+    ///
+    /// Backward: ∂L/∂x = γ/√(σ² + ε) · g,   ∂L/∂γ = Σ g·x̂,   ∂L/∂β = Σ g.
+    ///
+    /// # Shapes
+    /// x: N × C or N × C × H × W; γ, β, `mean`, `var`: C; y: as x.
+    ///
+    /// # Panics
+    /// When x has another rank, or γ, β, `mean` or `var` is not C long.
+    #[track_caller]
+    pub fn batch_norm_eval(
+        &self,
+        gamma: &Tensor<T>,
+        beta: &Tensor<T>,
+        mean: &[T],
+        var: &[T],
+        eps: T,
+    ) -> Tensor<T> {
+        let op = "batch_norm_eval";
+        let (c, plane) = channels_and_plane(op, self);
+        let params = [
+            ("γ", gamma.shape()),
+            ("β", beta.shape()),
+            ("mean", &[mean.len()][..]),
+            ("var", &[var.len()][..]),
+        ];
+        check_per_channel(op, self, c, &params);
+
+        let inv_std: Vec<T> = var.iter().map(|&v| T::ONE / (v + eps).sqrt()).collect();
+        let y = normalize(
+            &self.data(),
+            mean,
+            &inv_std,
+            &gamma.data(),
+            &beta.data(),
+            plane,
+        );
+
+        let mu = mean.to_vec();
+        let inputs = vec![self.clone(), gamma.clone(), beta.clone()];
+        let gf = GradFn::new(op, inputs, move |inp, _, grad_out| {
+            let (x, gamma, beta) = (&inp[0], &inp[1], &inp[2]);
+            if x.requires_grad() {
+                // γ·g/√(σ² + ε) is `normalize` of g with μ = β = 0.
+                let zero = vec![T::ZERO; c];
+                let grad_input = normalize(grad_out, &zero, &inv_std, &gamma.data(), &zero, plane);
+                x.accumulate_grad_vec(grad_input);
+            }
+            if gamma.requires_grad() || beta.requires_grad() {
+                let (sum_g, sum_gx) = grad_sums(grad_out, &x.data(), &mu, &inv_std, plane);
+                gamma.accumulate_grad_vec(sum_gx);
+                beta.accumulate_grad_vec(sum_g);
+            }
+        });
+        Tensor::from_op(self.shape().to_vec(), y, gf)
+    }
+}
