@@ -1,5 +1,5 @@
 //! Training a generative adversarial network on MNIST: data loading, image and history
-//! output, and (in later modules) the models and the training loop.
+//! output, the models and the training loop.
 //!
 //! The I/O modules do not depend on the tensor engine:
 //!
@@ -7,6 +7,13 @@
 //! - [`images`] turns generated samples into PNG grids and an animated GIF;
 //! - [`history`] keeps per-iteration losses as CSV and plots them as SVG;
 //! - [`atomic`] writes files through a temporary name and a rename.
+//!
+//! On the engine and the layers:
+//!
+//! - [`models`] builds the `mlp` and `dcgan` generators and discriminators;
+//! - [`train`] runs the adversarial loop over any [`train::Gan`] and data source, and
+//!   saves and restores its whole state;
+//! - [`samples`] writes generated images as an IDX file or a PNG grid.
 #![warn(missing_docs)]
 #![allow(clippy::needless_range_loop)]
 
@@ -14,3 +21,6 @@ pub mod atomic;
 pub mod history;
 pub mod images;
 pub mod mnist;
+pub mod models;
+pub mod samples;
+pub mod train;
