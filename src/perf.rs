@@ -86,3 +86,75 @@ mod x86 {
         iters * 12 * 8 * 2
     }
 }
+
+/// The two whole-iteration workloads that the benchmarks and the peers time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// W1: the classic MLP GAN, batch 32.
+    MlpGan,
+    /// W2: the DCGAN, batch 64.
+    Dcgan,
+}
+
+impl Workload {
+    /// The workload's short name, as the peers print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::MlpGan => "mlp-gan",
+            Workload::Dcgan => "dcgan",
+        }
+    }
+
+    /// A trainer with the workload's model, batch size and Adam settings.
+    pub fn trainer(self, seed: u64) -> gan::train::Trainer {
+        use gan::models::ModelKind;
+        use gan::train::{GeneratorLoss, TrainOptions, Trainer};
+        let (kind, batch_size, lr) = match self {
+            Workload::MlpGan => (ModelKind::Mlp, 32, 1e-4),
+            Workload::Dcgan => (ModelKind::Dcgan, 64, 2e-4),
+        };
+        let options = TrainOptions {
+            batch_size,
+            k: 1,
+            adam: layers::AdamConfig {
+                lr,
+                beta1: 0.5,
+                ..Default::default()
+            },
+            g_loss: GeneratorLoss::NonSaturating,
+        };
+        Trainer::from_seed(seed, options, |rng| kind.build(100, rng))
+    }
+}
+
+/// Median wall time of one training iteration, in milliseconds, after `warmup` untimed
+/// iterations, on the current rayon pool.
+pub fn time_iterations(
+    workload: Workload,
+    data: &gan::mnist::Mnist,
+    warmup: usize,
+    iters: usize,
+) -> f64 {
+    let mut trainer = workload.trainer(0);
+    let mut batches = gan::train::MnistBatches::new(data);
+    for _ in 0..warmup {
+        trainer.step(&mut batches).expect("finite losses while timing");
+    }
+    let mut times: Vec<f64> = (0..iters)
+        .map(|_| {
+            let t = Instant::now();
+            trainer.step(&mut batches).expect("finite losses while timing");
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    median(&mut times)
+}
+
+/// The median of a list of timings.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}

@@ -1,0 +1,123 @@
+//! One table with the FMA ceiling, GEMM throughput on the W1 shapes, and the W1/W2 iteration
+//! times at 1 and 2 threads — and, when PyTorch is installed and the peer scripts are given,
+//! PyTorch's times measured in the same run, with the ratios.
+//!
+//! ```sh
+//! cargo run --release --example perf -- [--peers ../shared/peers] [--quick]
+//! ```
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use autograd::kernels::gemm::{gemm, MatRef};
+use gan_suite::perf::{fma_ceiling_gflops, median, time_iterations, Workload};
+
+/// The GEMMs of one W1 dense layer (batch 32): forward X·W, weight gradient Xᵀ·G, input
+/// gradient G·Wᵀ.
+const W1_LAYERS: [(usize, usize); 7] = [
+    (100, 256),
+    (256, 512),
+    (512, 1024),
+    (1024, 784),
+    (784, 512),
+    (512, 256),
+    (256, 1),
+];
+
+fn gemm_gflops(m: usize, k: usize, n: usize, a_t: bool, b_t: bool, reps: usize) -> f64 {
+    let a = vec![0.5f32; m * k];
+    let b = vec![0.25f32; k * n];
+    let mut c = vec![0.0f32; m * n];
+    let av = if a_t { MatRef::row_major(&a, k, m).t() } else { MatRef::row_major(&a, m, k) };
+    let bv = if b_t { MatRef::row_major(&b, n, k).t() } else { MatRef::row_major(&b, k, n) };
+    let mut times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            gemm(1.0, av, bv, 0.0, &mut c);
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    2.0 * (m * k * n) as f64 / median(&mut times) / 1e9
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool")
+}
+
+/// Runs the PyTorch peer and returns its median ms for (W1, W2), variant A, default Adam.
+fn peer_times(peers: &PathBuf, threads: usize) -> Option<(f64, f64)> {
+    let script = peers.join("torch_gan_bench.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["--threads", &threads.to_string()])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pick = |name: &str| -> Option<f64> {
+        let line = text.lines().find(|l| {
+            l.starts_with(name) && l.contains(" variant A adam=default: median ")
+        })?;
+        let after = line.split("median ").nth(1)?;
+        after.split_whitespace().next()?.parse().ok()
+    };
+    Some((pick("W1")?, pick("W2")?))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let peers = args
+        .iter()
+        .position(|a| a == "--peers")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
+    let data_dir = gan::mnist::default_data_dir();
+    let mnist = gan::mnist::Mnist::load_train(&data_dir).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(1)
+    });
+
+    let ceiling = pool(1).install(|| fma_ceiling_gflops(1000));
+    println!("FMA ceiling, one core: {ceiling:.1} GFLOP/s (f32)\n");
+
+    println!("GEMM at one thread, W1 shapes (batch 32), GFLOP/s and % of the ceiling:");
+    println!("{:<16} {:>14} {:>14} {:>14}", "layer", "fwd X·W", "wgrad Xᵀ·G", "igrad G·Wᵀ");
+    let reps = if quick { 20 } else { 200 };
+    for (k, n) in W1_LAYERS {
+        let cells: Vec<String> = pool(1).install(|| {
+            [
+                gemm_gflops(32, k, n, false, false, reps),
+                gemm_gflops(k, 32, n, true, false, reps),
+                gemm_gflops(32, n, k, false, true, reps),
+            ]
+            .iter()
+            .map(|g| format!("{g:6.1} ({:3.0}%)", 100.0 * g / ceiling))
+            .collect()
+        });
+        println!("{:<16} {:>14} {:>14} {:>14}", format!("{k} → {n}"), cells[0], cells[1], cells[2]);
+    }
+
+    let (w1_iters, w2_iters) = if quick { (40, 4) } else { (400, 30) };
+    println!("\nWhole iterations (D step on a real and a fake batch + G step, Adam), median ms:");
+    println!("{:<9} {:>8} {:>10} {:>10} {:>8}", "workload", "threads", "ours", "PyTorch", "ratio");
+    for threads in [1, 2] {
+        let w1 = pool(threads).install(|| time_iterations(Workload::MlpGan, &mnist, 20, w1_iters));
+        let w2 = pool(threads).install(|| time_iterations(Workload::Dcgan, &mnist, 3, w2_iters));
+        let peer = peers.as_ref().and_then(|p| peer_times(p, threads));
+        for (name, ours, theirs) in [
+            ("W1 mlp", w1, peer.map(|p| p.0)),
+            ("W2 dcgan", w2, peer.map(|p| p.1)),
+        ] {
+            let (t, r) = match theirs {
+                Some(t) => (format!("{t:.2}"), format!("{:.2}", ours / t)),
+                None => ("-".to_string(), "-".to_string()),
+            };
+            println!("{name:<9} {threads:>8} {ours:>10.2} {t:>10} {r:>8}");
+        }
+    }
+}
