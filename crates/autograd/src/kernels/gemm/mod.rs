@@ -1,8 +1,51 @@
-//! General matrix multiply, C ← α·A·B + β·C, on the `matrixmultiply` crate.
+//! General matrix multiply, C ← α·A·B + β·C.
 //!
-//! Operands are described by [`MatRef`]: a slice plus row and column strides, so a transposed
-//! operand is the same buffer with its strides swapped — no copy. Large products are split
-//! into fixed blocks of rows of C and run on rayon, each block a single-threaded GEMM.
+//! ```text
+//! C[i][j] ← α · Σₚ A[i][p] · B[p][j] + β · C[i][j]      A: m × k, B: k × n, C: m × n
+//! ```
+//!
+//! Operands are described by [`MatRef`]: a slice plus a row and a column stride, so a
+//! transposed operand is the same buffer with its strides swapped — no copy. C is row-major
+//! with row stride `ldc`. When β = 0, C is only written, never read (NaN in C is ignored).
+//!
+//! # How it is computed
+//!
+//! - [`gemm_naive`]: the triple loop, the version to read first and the oracle of the tests.
+//! - f32: a packed GEMM laid out like BLIS ([`packed`]): A and B are copied into panels that
+//!   the micro-kernel reads contiguously, whatever their strides, so A·Bᵀ and Aᵀ·B cost the
+//!   same as A·B. One micro-kernel per instruction set: AVX-512, AVX2 + FMA and portable Rust.
+//! - f64 (used by gradient checks only) runs on the `matrixmultiply` crate.
+//!
+//! [`Kernel::selected`] picks the micro-kernel once per process, from the CPU's features;
+//! [`sgemm_with`] runs a chosen one, which is how the tests exercise the portable kernel
+//! on machines with AVX-512.
+//!
+//! # Environment
+//!
+//! `AUTOGRAD_GEMM_KERNEL` = `portable` | `avx2` | `avx512` | `matrixmultiply` overrides the
+//! f32 kernel for the whole process (read once). A kernel the CPU lacks, or an unknown
+//! name, is ignored and the detected kernel is used.
+//!
+//! # Threads and determinism
+//!
+//! [`gemm`] splits C into blocks whose sizes depend on the shape only, and runs them on rayon,
+//! each block single-threaded; k is never split. [`GemmScalar::gemm_serial`] stays on the
+//! calling thread, for callers that are parallel themselves (batched matmul, convolutions).
+//! Every element of C is summed in the same order whatever the thread count, so results are
+//! bitwise identical on 1 or many threads.
+
+#[cfg(target_arch = "x86_64")]
+#[macro_use]
+mod simd_tile;
+
+#[cfg(target_arch = "x86_64")]
+mod kernel_avx2;
+#[cfg(target_arch = "x86_64")]
+mod kernel_avx512;
+mod kernel_portable;
+mod packed;
+
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -64,9 +107,111 @@ impl<'a, T> MatRef<'a, T> {
     }
 }
 
-/// Element types with a SIMD GEMM kernel.
+/// The f32 micro-kernels. Each is also a complete GEMM through [`sgemm_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// Plain Rust, any CPU (vectorised by the compiler for the baseline instruction set).
+    Portable,
+    /// x86-64 AVX2 + FMA, 256-bit vectors.
+    Avx2,
+    /// x86-64 AVX-512F, 512-bit vectors.
+    Avx512,
+    /// The `matrixmultiply` crate, kept for comparison in benchmarks and tests.
+    MatrixMultiply,
+}
+
+impl Kernel {
+    /// Every kernel, fastest first.
+    pub const ALL: [Kernel; 4] = [
+        Kernel::Avx512,
+        Kernel::Avx2,
+        Kernel::Portable,
+        Kernel::MatrixMultiply,
+    ];
+
+    /// Whether this CPU can run the kernel (checked at run time).
+    pub fn is_available(self) -> bool {
+        match self {
+            Kernel::Portable | Kernel::MatrixMultiply => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2 | Kernel::Avx512 => false,
+        }
+    }
+
+    /// The kernels this CPU can run, fastest first.
+    pub fn available() -> Vec<Kernel> {
+        Kernel::ALL
+            .into_iter()
+            .filter(|k| k.is_available())
+            .collect()
+    }
+
+    /// The kernel [`gemm`] uses for f32: `AUTOGRAD_GEMM_KERNEL` when set to an available
+    /// kernel, else the fastest the CPU supports. Detected once per process.
+    pub fn selected() -> Kernel {
+        static SELECTED: OnceLock<Kernel> = OnceLock::new();
+        *SELECTED.get_or_init(|| {
+            std::env::var("AUTOGRAD_GEMM_KERNEL")
+                .ok()
+                .and_then(|name| Kernel::from_name(&name))
+                .filter(|k| k.is_available())
+                .unwrap_or_else(|| Kernel::available()[0])
+        })
+    }
+
+    /// Parses `portable`, `avx2`, `avx512` or `matrixmultiply`.
+    pub fn from_name(name: &str) -> Option<Kernel> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "portable" => Some(Kernel::Portable),
+            "avx2" => Some(Kernel::Avx2),
+            "avx512" => Some(Kernel::Avx512),
+            "matrixmultiply" => Some(Kernel::MatrixMultiply),
+            _ => None,
+        }
+    }
+
+    /// The micro-tile MR × NR of the kernel (None for `matrixmultiply`).
+    pub fn tile(self) -> Option<(usize, usize)> {
+        use packed::MicroKernel;
+        match self {
+            Kernel::Portable => {
+                Some((kernel_portable::Portable::MR, kernel_portable::Portable::NR))
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => Some((kernel_avx2::Avx2::MR, kernel_avx2::Avx2::NR)),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => Some((kernel_avx512::Avx512::MR, kernel_avx512::Avx512::NR)),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2 | Kernel::Avx512 => None,
+            Kernel::MatrixMultiply => None,
+        }
+    }
+}
+
+/// Whether a product runs on the calling thread or is split over fixed blocks of C on rayon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threading {
+    /// Single-threaded, on the calling thread.
+    Serial,
+    /// Blocks of C (sizes fixed by the shape) on the rayon pool.
+    Rayon,
+}
+
+/// Element types with a fast GEMM.
 pub trait GemmScalar: Sized {
-    /// C ← α·A·B + β·C for an `m × n` row-major C with row stride `ldc`.
+    /// C ← α·A·B + β·C for an `m × n` row-major C with row stride `ldc`, on the calling
+    /// thread.
+    ///
+    /// # Panics
+    /// When the inner sizes differ, a view reaches outside its slice or C is too small.
     fn gemm_serial(
         alpha: Self,
         a: MatRef<Self>,
@@ -75,67 +220,89 @@ pub trait GemmScalar: Sized {
         c: &mut [Self],
         ldc: usize,
     );
+
+    /// As [`GemmScalar::gemm_serial`] for a contiguous C (`ldc` = n), split over blocks of
+    /// C on rayon.
+    ///
+    /// # Panics
+    /// As [`GemmScalar::gemm_serial`].
+    fn gemm_rayon(alpha: Self, a: MatRef<Self>, b: MatRef<Self>, beta: Self, c: &mut [Self]);
 }
 
-macro_rules! impl_gemm {
-    ($t:ty, $f:path) => {
-        impl GemmScalar for $t {
-            fn gemm_serial(
-                alpha: Self,
-                a: MatRef<Self>,
-                b: MatRef<Self>,
-                beta: Self,
-                c: &mut [Self],
-                ldc: usize,
-            ) {
-                let (m, k, n) = (a.rows, a.cols, b.cols);
-                assert!(
-                    a.in_bounds() && b.in_bounds(),
-                    "gemm: operand view out of bounds"
-                );
-                assert!(
-                    m == 0 || n == 0 || (m - 1) * ldc + n <= c.len(),
-                    "gemm: C too small"
-                );
-                if m == 0 || n == 0 {
-                    return;
-                }
-                // SAFETY: the asserts above prove that every (i, j) read from A and B and every
-                // element written to C lies inside its slice; C is borrowed mutably, so no other
-                // view aliases it; strides fit in isize because they index existing slices.
-                unsafe {
-                    $f(
-                        m,
-                        k,
-                        n,
-                        alpha,
-                        a.data.as_ptr(),
-                        a.rs as isize,
-                        a.cs as isize,
-                        b.data.as_ptr(),
-                        b.rs as isize,
-                        b.cs as isize,
-                        beta,
-                        c.as_mut_ptr(),
-                        ldc as isize,
-                        1,
-                    )
-                }
-            }
+impl GemmScalar for f32 {
+    #[track_caller]
+    fn gemm_serial(
+        alpha: f32,
+        a: MatRef<f32>,
+        b: MatRef<f32>,
+        beta: f32,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        sgemm_with(
+            Kernel::selected(),
+            Threading::Serial,
+            alpha,
+            a,
+            b,
+            beta,
+            c,
+            ldc,
+        );
+    }
+
+    #[track_caller]
+    fn gemm_rayon(alpha: f32, a: MatRef<f32>, b: MatRef<f32>, beta: f32, c: &mut [f32]) {
+        let n = b.cols;
+        sgemm_with(
+            Kernel::selected(),
+            Threading::Rayon,
+            alpha,
+            a,
+            b,
+            beta,
+            c,
+            n,
+        );
+    }
+}
+
+impl GemmScalar for f64 {
+    #[track_caller]
+    fn gemm_serial(
+        alpha: f64,
+        a: MatRef<f64>,
+        b: MatRef<f64>,
+        beta: f64,
+        c: &mut [f64],
+        ldc: usize,
+    ) {
+        check_operands(&a, &b, c.len(), ldc);
+        mm_dgemm(alpha, a, b, beta, c, ldc);
+    }
+
+    #[track_caller]
+    fn gemm_rayon(alpha: f64, a: MatRef<f64>, b: MatRef<f64>, beta: f64, c: &mut [f64]) {
+        let n = b.cols;
+        check_operands(&a, &b, c.len(), n);
+        if n == 0 {
+            return;
         }
-    };
+        c.par_chunks_mut(MM_ROW_BLOCK * n)
+            .enumerate()
+            .for_each(|(blk, c_blk)| {
+                let rows = c_blk.len() / n;
+                let a_blk = a.rows_range(blk * MM_ROW_BLOCK, rows);
+                mm_dgemm(alpha, a_blk, b, beta, c_blk, n);
+            });
+    }
 }
 
-impl_gemm!(f32, matrixmultiply::sgemm);
-impl_gemm!(f64, matrixmultiply::dgemm);
+/// Products below this many multiply-adds run on one thread: waking the pool costs more.
+const PAR_MACS: usize = 1 << 20;
 
-/// Rows of C per parallel task. Fixed, so the split (and the result) does not depend on the
-/// number of threads.
-const ROW_BLOCK: usize = 64;
-/// Products smaller than this many multiply-adds run on one thread.
-const PAR_FLOPS: usize = 1 << 22;
-
-/// C ← α·A·B + β·C where C is row-major `a.rows × b.cols`.
+/// C ← α·A·B + β·C where C is row-major `a.rows × b.cols`, split over blocks of C on rayon
+/// when the product is large enough.
 ///
 /// # Panics
 /// When the inner sizes differ or C has the wrong length.
@@ -146,28 +313,153 @@ pub fn gemm<T: Float + GemmScalar>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T
         crate::shape::shape_panic("gemm", &[m, k], &[b.rows, n], "inner sizes differ");
     }
     assert_eq!(c.len(), m * n, "gemm: C must be {m} × {n}");
-    if m * n * k < PAR_FLOPS || m <= ROW_BLOCK {
+    if m * n * k < PAR_MACS {
         T::gemm_serial(alpha, a, b, beta, c, n);
-        return;
+    } else {
+        T::gemm_rayon(alpha, a, b, beta, c);
     }
-    c.par_chunks_mut(ROW_BLOCK * n)
-        .enumerate()
-        .for_each(|(blk, c_blk)| {
-            let rows = c_blk.len() / n;
-            T::gemm_serial(
-                alpha,
-                a.rows_range(blk * ROW_BLOCK, rows),
-                b,
-                beta,
-                c_blk,
-                n,
-            );
-        });
 }
 
+/// f32 GEMM with a chosen kernel and threading: C ← α·A·B + β·C for an `m × n` row-major
+/// C with row stride `ldc`. Elements of C past column n in each row are never touched.
+///
+/// This is the one dispatch point of the f32 GEMM: [`gemm`] and
+/// [`GemmScalar::gemm_serial`] come here with [`Kernel::selected`].
+///
+/// # Panics
+/// When the inner sizes differ, a view reaches outside its slice, C is too small, `ldc < n`,
+/// or the CPU cannot run `kernel`.
+#[allow(clippy::too_many_arguments)]
+#[track_caller]
+pub fn sgemm_with(
+    kernel: Kernel,
+    threading: Threading,
+    alpha: f32,
+    a: MatRef<f32>,
+    b: MatRef<f32>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    check_operands(&a, &b, c.len(), ldc);
+    assert!(
+        kernel.is_available(),
+        "gemm: this CPU cannot run the {kernel:?} kernel"
+    );
+    let par = threading == Threading::Rayon;
+    if a.rows == 0 || b.cols == 0 {
+        return;
+    }
+    // SAFETY (all arms): `check_operands` proved every element of A and B that the product
+    // reads, and every element of C it writes, lies inside its slice; C is borrowed mutably,
+    // so nothing else aliases it; `is_available` proved the CPU runs the kernel.
+    match kernel {
+        Kernel::Portable => unsafe {
+            packed::gemm::<kernel_portable::Portable>(par, alpha, a.into(), b.into(), beta, c, ldc)
+        },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe {
+            packed::gemm::<kernel_avx2::Avx2>(par, alpha, a.into(), b.into(), beta, c, ldc)
+        },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe {
+            packed::gemm::<kernel_avx512::Avx512>(par, alpha, a.into(), b.into(), beta, c, ldc)
+        },
+        #[cfg(not(target_arch = "x86_64"))]
+        Kernel::Avx2 | Kernel::Avx512 => unreachable!("checked by is_available"),
+        Kernel::MatrixMultiply if par && a.rows > MM_ROW_BLOCK => {
+            let (m, n) = (a.rows, b.cols);
+            // Trimmed to the last element of C, so that every chunk ends on a row of C.
+            c[..(m - 1) * ldc + n]
+                .par_chunks_mut(MM_ROW_BLOCK * ldc)
+                .enumerate()
+                .for_each(|(blk, c_blk)| {
+                    let rows = (c_blk.len() + ldc - n) / ldc;
+                    let a_blk = a.rows_range(blk * MM_ROW_BLOCK, rows);
+                    mm_sgemm(alpha, a_blk, b, beta, c_blk, ldc);
+                });
+        }
+        Kernel::MatrixMultiply => mm_sgemm(alpha, a, b, beta, c, ldc),
+    }
+}
+
+/// Rows of C per rayon task on the `matrixmultiply` path.
+const MM_ROW_BLOCK: usize = 64;
+
+/// Panics unless A is m × k, B is k × n, both views lie inside their slices, and a C of
+/// `c_len` elements with row stride `ldc ≥ n` holds m × n.
+#[track_caller]
+fn check_operands<T>(a: &MatRef<T>, b: &MatRef<T>, c_len: usize, ldc: usize) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if k != b.rows {
+        crate::shape::shape_panic("gemm", &[m, k], &[b.rows, n], "inner sizes differ");
+    }
+    assert!(
+        a.in_bounds(),
+        "gemm: lhs view {m} × {k} reaches outside its slice"
+    );
+    assert!(
+        b.in_bounds(),
+        "gemm: rhs view {k} × {n} reaches outside its slice"
+    );
+    assert!(ldc >= n, "gemm: ldc = {ldc} is less than n = {n}");
+    assert!(
+        m == 0 || n == 0 || (m - 1) * ldc + n <= c_len,
+        "gemm: C holds {c_len} elements, too few for {m} × {n} with row stride {ldc}"
+    );
+}
+
+macro_rules! mm_call {
+    ($name:ident, $t:ty, $f:path) => {
+        /// C ← α·A·B + β·C through `matrixmultiply`, after [`check_operands`].
+        fn $name(alpha: $t, a: MatRef<$t>, b: MatRef<$t>, beta: $t, c: &mut [$t], ldc: usize) {
+            let (m, k, n) = (a.rows, a.cols, b.cols);
+            if m == 0 || n == 0 {
+                return;
+            }
+            // SAFETY: the caller ran `check_operands`, so every (i, j) read from A and B and
+            // every element written to C lies inside its slice; C is borrowed mutably, so
+            // nothing aliases it; strides fit in isize because they index existing slices.
+            unsafe {
+                $f(
+                    m,
+                    k,
+                    n,
+                    alpha,
+                    a.data.as_ptr(),
+                    a.rs as isize,
+                    a.cs as isize,
+                    b.data.as_ptr(),
+                    b.rs as isize,
+                    b.cs as isize,
+                    beta,
+                    c.as_mut_ptr(),
+                    ldc as isize,
+                    1,
+                )
+            }
+        }
+    };
+}
+
+mm_call!(mm_sgemm, f32, matrixmultiply::sgemm);
+mm_call!(mm_dgemm, f64, matrixmultiply::dgemm);
+
 /// The naive triple loop, kept as the test oracle and as the version to read first:
-/// C[i][j] ← α·Σₖ A[i][k]·B[k][j] + β·C[i][j].
+/// C[i][j] ← α·Σₚ A[i][p]·B[p][j] + β·C[i][j] for a contiguous row-major C (ldc = n).
 pub fn gemm_naive<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T]) {
+    gemm_naive_ldc(alpha, a, b, beta, c, b.cols);
+}
+
+/// [`gemm_naive`] for a row-major C with row stride `ldc`.
+pub fn gemm_naive_ldc<T: Float>(
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     for i in 0..m {
         for j in 0..n {
@@ -178,9 +470,9 @@ pub fn gemm_naive<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &m
             let old = if beta == T::ZERO {
                 T::ZERO
             } else {
-                beta * c[i * n + j]
+                beta * c[i * ldc + j]
             };
-            c[i * n + j] = alpha * acc + old;
+            c[i * ldc + j] = alpha * acc + old;
         }
     }
 }
@@ -196,7 +488,7 @@ mod tests {
     }
 
     #[test]
-    fn matches_naive_in_every_layout() {
+    fn f64_matches_naive_in_every_layout() {
         for &(m, k, n) in &[
             (1, 1, 1),
             (3, 5, 2),
@@ -206,21 +498,13 @@ mod tests {
         ] {
             let a = ints(m * k, 1);
             let b = ints(k * n, 2);
-            let at = ints(m * k, 1); // read as k × m then transposed
-            let bt = ints(k * n, 2);
             let cases = [
                 (MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n)),
+                (MatRef::row_major(&a, k, m).t(), MatRef::row_major(&b, k, n)),
+                (MatRef::row_major(&a, m, k), MatRef::row_major(&b, n, k).t()),
                 (
-                    MatRef::row_major(&at, k, m).t(),
-                    MatRef::row_major(&b, k, n),
-                ),
-                (
-                    MatRef::row_major(&a, m, k),
-                    MatRef::row_major(&bt, n, k).t(),
-                ),
-                (
-                    MatRef::row_major(&at, k, m).t(),
-                    MatRef::row_major(&bt, n, k).t(),
+                    MatRef::row_major(&a, k, m).t(),
+                    MatRef::row_major(&b, n, k).t(),
                 ),
             ];
             for (av, bv) in cases {
@@ -231,5 +515,11 @@ mod tests {
                 assert_eq!(fast, slow, "m={m} k={k} n={n}");
             }
         }
+    }
+
+    #[test]
+    fn selected_kernel_is_available() {
+        assert!(Kernel::selected().is_available());
+        assert!(Kernel::available().contains(&Kernel::Portable));
     }
 }

@@ -1,0 +1,52 @@
+//! The AVX-512F micro-kernel: MR × NR = 8 × 32 (two 16-lane vectors per row).
+//!
+//! 16 accumulators, 2 vectors of B̃ and a broadcast use 19 of the 32 zmm registers. Each
+//! depth step is 2 loads, 8 broadcasts and 16 FMAs. MR = 8 divides the m = 32 of every W1
+//! product and NR = 32 the n of most of them.
+
+use std::arch::x86_64::*;
+
+use super::packed::MicroKernel;
+
+/// Rows of the micro-tile.
+const MR: usize = 8;
+/// 16-lane vectors per row of the micro-tile.
+const NV: usize = 2;
+
+simd_tile! {
+    /// The 8 × 32 AVX-512 tile.
+    fn tile_8x32;
+    features = "avx512f,avx2,fma",
+    mr = MR,
+    nv = NV,
+    width = 16,
+    zero = _mm512_setzero_ps,
+    splat = _mm512_set1_ps,
+    load = _mm512_loadu_ps,
+    store = _mm512_storeu_ps,
+    mul = _mm512_mul_ps,
+    fma = _mm512_fmadd_ps,
+}
+
+/// The AVX-512F kernel.
+pub(super) struct Avx512;
+
+impl MicroKernel for Avx512 {
+    const MR: usize = MR;
+    const NR: usize = NV * 16;
+    const KC: usize = 256;
+    const MC: usize = 96;
+    const NC: usize = 1920;
+
+    unsafe fn tile(
+        k: usize,
+        alpha: f32,
+        a: *const f32,
+        b: *const f32,
+        beta: f32,
+        c: *mut f32,
+        rsc: usize,
+    ) {
+        tile_8x32(k, alpha, a, b, beta, c, rsc)
+    }
+}

@@ -1,0 +1,425 @@
+//! The packed f32 GEMM, laid out like BLIS: five loops around a micro-kernel.
+//!
+//! ```text
+//! 0.  pack all of A into Ã: for each depth block, MR-row panels, p-major    Ã: m̃ × k
+//! 1.  for jc in columns of C, NC (or one parallel block) at a time
+//! 2.    for pc in 0..k, KC at a time
+//!         pack B[pc.., jc..] into B̃: NR-column panels, p-major               B̃: kc × ñc
+//! 3.      for ic in rows of C, MC at a time          (Ã's MC × kc block stays in L2)
+//! 4.        for jr in 0..nc, NR at a time            (B̃'s kc × NR panel stays in L1)
+//! 5.          for ir in 0..mc, MR at a time
+//!               micro-kernel: C[ir.., jr..] (MR × NR) ← α·Ã-panel·B̃-panel + β′·C
+//! ```
+//!
+//! β′ is β for the first depth block and 1 after it, so each element of C is summed in a
+//! fixed order: p ascending within a depth block, depth blocks one after the other. Panels
+//! are padded with zeros to whole MR × NR tiles; tiles at the bottom and right edges of C
+//! are computed into a small buffer and only their valid part is merged, with the same
+//! arithmetic as a full tile, so no element depends on where the tile edges fall.
+//!
+//! Packing reads A and B through their strides, so a transposed operand costs one strided
+//! pass here and nothing in the micro-kernel. A is packed once per call rather than once
+//! per column block, because the products of this project are mostly thin (m = 32): the
+//! rayon tasks (blocks of columns of C) share Ã and each packs its own slice of B. Packing
+//! buffers live in thread-locals and are reused across calls.
+
+use std::cell::RefCell;
+use std::ops::Range;
+use std::thread::LocalKey;
+
+use rayon::prelude::*;
+
+use super::MatRef;
+
+/// A read-only strided f32 matrix as a raw pointer, to cross into rayon tasks: element
+/// (i, j) is at `ptr + i·rs + j·cs`.
+#[derive(Clone, Copy)]
+pub(super) struct RawMat {
+    ptr: *const f32,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl From<MatRef<'_, f32>> for RawMat {
+    fn from(v: MatRef<'_, f32>) -> Self {
+        RawMat {
+            ptr: v.data.as_ptr(),
+            rows: v.rows,
+            cols: v.cols,
+            rs: v.rs,
+            cs: v.cs,
+        }
+    }
+}
+
+impl RawMat {
+    /// Pointer to element (i, j).
+    ///
+    /// # Safety
+    /// (i, j) must lie inside the view the `RawMat` was made from (or be one past it).
+    unsafe fn at(&self, i: usize, j: usize) -> *const f32 {
+        self.ptr.add(i * self.rs + j * self.cs)
+    }
+}
+
+/// One instruction set's micro-kernel with its tile and blocking sizes.
+pub(super) trait MicroKernel {
+    /// Rows of the micro-tile.
+    const MR: usize;
+    /// Columns of the micro-tile.
+    const NR: usize;
+    /// Depth of a packed block (loop 2).
+    const KC: usize;
+    /// Rows of C per block of loop 3; a multiple of MR.
+    const MC: usize;
+    /// Columns of C per block of loop 1; a multiple of NR.
+    const NC: usize;
+
+    /// C ← α·Ã·B̃ + β·C on one MR × NR tile, where Ã is an MR-row panel and B̃ an NR-column
+    /// panel of depth k. β = 0 writes C without reading it.
+    ///
+    /// # Safety
+    /// - the CPU supports the kernel's instruction set;
+    /// - `a` points to `MR·k` readable f32 (`a[p·MR + i]` = Ã(i, p));
+    /// - `b` points to `k·NR` readable f32 (`b[p·NR + j]` = B̃(p, j));
+    /// - `c + i·rsc + j` is writable for i < MR, j < NR (and readable when β ≠ 0), and no
+    ///   other thread touches those elements during the call.
+    unsafe fn tile(
+        k: usize,
+        alpha: f32,
+        a: *const f32,
+        b: *const f32,
+        beta: f32,
+        c: *mut f32,
+        rsc: usize,
+    );
+
+    /// Packs a slab of `len` rows of A into MR-row panels; see [`pack_panels`].
+    ///
+    /// # Safety
+    /// As [`pack_panels`] with `r` = MR, and the CPU supports the kernel's instruction set.
+    unsafe fn pack_a(
+        dst: *mut f32,
+        src: *const f32,
+        len: usize,
+        depth: usize,
+        sr: usize,
+        sp: usize,
+    ) {
+        pack_panels(dst, src, len, depth, sr, sp, Self::MR)
+    }
+
+    /// Packs a slab of `len` columns of B into NR-column panels; see [`pack_panels`].
+    ///
+    /// # Safety
+    /// As [`pack_panels`] with `r` = NR, and the CPU supports the kernel's instruction set.
+    unsafe fn pack_b(
+        dst: *mut f32,
+        src: *const f32,
+        len: usize,
+        depth: usize,
+        sr: usize,
+        sp: usize,
+    ) {
+        pack_panels(dst, src, len, depth, sr, sp, Self::NR)
+    }
+}
+
+/// Packs a `len × depth` slab S, S(r, p) = `src[r·sr + p·sp]`, into panels of `r` rows:
+/// `dst[(q·depth + p)·r + i]` = S(q·r + i, p), and 0 where q·r + i ≥ len.
+///
+/// For A, the slab's rows are A's rows (sr = rs, sp = cs); for B, they are B's columns
+/// (sr = cs, sp = rs). The two common layouts get their own loop: contiguous panel rows
+/// (sr = 1, a copy) and contiguous depth (sp = 1, a transpose).
+///
+/// # Safety
+/// `src + i·sr + p·sp` is readable for i < len, p < depth, and `dst` is writable for
+/// `len.div_ceil(r)·r·depth` f32.
+pub(super) unsafe fn pack_panels(
+    dst: *mut f32,
+    src: *const f32,
+    len: usize,
+    depth: usize,
+    sr: usize,
+    sp: usize,
+    r: usize,
+) {
+    for (q, q0) in (0..len).step_by(r).enumerate() {
+        let rows = r.min(len - q0);
+        let s = src.add(q0 * sr);
+        let d = dst.add(q * r * depth);
+        if rows == r && sr == 1 {
+            for p in 0..depth {
+                std::ptr::copy_nonoverlapping(s.add(p * sp), d.add(p * r), r);
+            }
+        } else if sp == 1 {
+            for i in 0..rows {
+                let row = s.add(i * sr);
+                for p in 0..depth {
+                    *d.add(p * r + i) = *row.add(p);
+                }
+            }
+            for p in 0..depth {
+                for i in rows..r {
+                    *d.add(p * r + i) = 0.0;
+                }
+            }
+        } else {
+            for p in 0..depth {
+                for i in 0..r {
+                    *d.add(p * r + i) = if i < rows {
+                        *s.add(i * sr + p * sp)
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The new value of one element of C from the product term `t` = α·(A·B)(i, j): β = 0
+/// ignores the old value (it may be NaN); otherwise one fused multiply-add, exactly what
+/// the SIMD kernels do, so edge tiles and full tiles round alike.
+#[inline]
+pub(super) fn update(beta: f32, old: f32, t: f32) -> f32 {
+    if beta == 0.0 {
+        t
+    } else {
+        beta.mul_add(old, t)
+    }
+}
+
+/// Largest MR·NR of any kernel: the edge-tile buffer.
+const MAX_TILE: usize = 512;
+
+#[repr(C, align(64))]
+struct TileBuf([f32; MAX_TILE]);
+
+/// A tile at the bottom or right edge of C, `mr × nr` of the kernel's MR × NR: computed
+/// into a buffer, then merged.
+///
+/// # Safety
+/// As [`MicroKernel::tile`], except that only `c + i·rsc + j` for i < mr, j < nr need be
+/// valid.
+#[allow(clippy::too_many_arguments)]
+unsafe fn edge_tile<K: MicroKernel>(
+    k: usize,
+    alpha: f32,
+    a: *const f32,
+    b: *const f32,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+    (mr, nr): (usize, usize),
+) {
+    const { assert!(K::MR * K::NR <= MAX_TILE) };
+    let mut buf = TileBuf([0.0; MAX_TILE]);
+    K::tile(k, alpha, a, b, 0.0, buf.0.as_mut_ptr(), K::NR);
+    for i in 0..mr {
+        for j in 0..nr {
+            let cij = c.add(i * rsc + j);
+            *cij = update(beta, *cij, buf.0[i * K::NR + j]);
+        }
+    }
+}
+
+thread_local! {
+    /// Ã of the calling thread.
+    static A_PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// B̃ of the thread running a block.
+    static B_PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a 64-byte-aligned buffer of at least `len` f32 from the thread-local `slot`,
+/// grown as needed and kept for the next call. If the slot is in use (a rayon task stolen
+/// while this thread waits inside a GEMM that holds it), a fresh buffer is used instead.
+fn with_buffer<R>(
+    slot: &'static LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    fn aligned(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+        if v.len() < len + 16 {
+            v.resize(len + 16, 0.0);
+        }
+        let off = v.as_ptr().align_offset(64).min(16);
+        &mut v[off..off + len]
+    }
+    slot.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut v) => f(aligned(&mut v, len)),
+        Err(_) => f(aligned(&mut Vec::new(), len)),
+    })
+}
+
+/// What every block of one product shares. Raw pointers so that rayon tasks can hold it.
+struct Shared {
+    alpha: f32,
+    beta: f32,
+    /// Ã: for depth block pc, the m̃ × kc panels start at `a_pack + pc·m̃`.
+    a_pack: *const f32,
+    m_pad: usize,
+    k: usize,
+    b: RawMat,
+    c: *mut f32,
+    ldc: usize,
+}
+
+// SAFETY: `Shared` is only read by the tasks; Ã and B are read-only for the whole product,
+// and the tasks write disjoint blocks of C (see `gemm`).
+unsafe impl Sync for Shared {}
+
+/// C ← α·A·B + β·C with micro-kernel `K`, on the calling thread or (`par`) over blocks of
+/// C on rayon. A is m × k, B is k × n, C row-major with row stride `ldc`.
+///
+/// # Safety
+/// - the CPU supports `K`'s instruction set;
+/// - A's and B's views lie inside live slices that nothing writes during the call;
+/// - `c` holds m × n with row stride `ldc ≥ n`, i.e. `(m − 1)·ldc + n ≤ c.len()`;
+/// - `a.cols == b.rows`.
+pub(super) unsafe fn gemm<K: MicroKernel>(
+    par: bool,
+    alpha: f32,
+    a: RawMat,
+    b: RawMat,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for i in 0..m {
+            for cij in &mut c[i * ldc..i * ldc + n] {
+                *cij = update(beta, *cij, 0.0);
+            }
+        }
+        return;
+    }
+
+    let m_pad = m.next_multiple_of(K::MR);
+    with_buffer(&A_PACK, m_pad * k, |a_pack| {
+        // 0. Pack all of A: depth block pc holds m̃ × kc, in MR-row panels.
+        for pc in (0..k).step_by(K::KC) {
+            let kc = K::KC.min(k - pc);
+            // SAFETY: A's view is valid (caller) and a_pack holds m̃·k ≥ pc·m̃ + m̃·kc f32.
+            unsafe {
+                let dst = a_pack.as_mut_ptr().add(pc * m_pad);
+                K::pack_a(dst, a.at(0, pc), m, kc, a.rs, a.cs);
+            }
+        }
+
+        let shared = Shared {
+            alpha,
+            beta,
+            a_pack: a_pack.as_ptr(),
+            m_pad,
+            k,
+            b,
+            c: c.as_mut_ptr(),
+            ldc,
+        };
+        let blocks = Blocks::new::<K>(m, n, par);
+        // SAFETY (both arms): the blocks of `Blocks` tile C without overlap, so each task
+        // writes elements no other task touches; the rest is the caller's contract.
+        if par && blocks.count() > 1 {
+            (0..blocks.count())
+                .into_par_iter()
+                .for_each(|t| unsafe { run_block::<K>(&shared, blocks.get(t)) });
+        } else {
+            for t in 0..blocks.count() {
+                unsafe { run_block::<K>(&shared, blocks.get(t)) };
+            }
+        }
+    });
+}
+
+/// Loops 1–5 over one block of C (rows × cols), packing B̃ in this thread's buffer.
+///
+/// # Safety
+/// The contract of [`gemm`], plus: `rows.start` is a multiple of MR, and no other thread
+/// touches this block of C during the call.
+unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Range<usize>)) {
+    let n_pad = K::NC.min(cols.len()).next_multiple_of(K::NR);
+    with_buffer(&B_PACK, K::KC.min(s.k) * n_pad, |b_pack| {
+        let b_pack = b_pack.as_mut_ptr();
+        // 1. Columns of the block, NC at a time.
+        for jc in cols.clone().step_by(K::NC) {
+            let nc = K::NC.min(cols.end - jc);
+            // 2. Depth, KC at a time.
+            for pc in (0..s.k).step_by(K::KC) {
+                let kc = K::KC.min(s.k - pc);
+                let beta = if pc == 0 { s.beta } else { 1.0 };
+                K::pack_b(b_pack, s.b.at(pc, jc), nc, kc, s.b.cs, s.b.rs);
+                let a_pc = s.a_pack.add(pc * s.m_pad);
+                // 3. Rows, MC at a time.
+                for ic in rows.clone().step_by(K::MC) {
+                    let mc = K::MC.min(rows.end - ic);
+                    // 4. NR-column panels of B̃.
+                    for jr in (0..nc).step_by(K::NR) {
+                        let nr = K::NR.min(nc - jr);
+                        let b_panel = b_pack.add(jr * kc);
+                        // 5. MR-row panels of Ã.
+                        for ir in (ic..ic + mc).step_by(K::MR) {
+                            let mr = K::MR.min(ic + mc - ir);
+                            let a_panel = a_pc.add(ir * kc);
+                            let c_tile = s.c.add(ir * s.ldc + jc + jr);
+                            if mr == K::MR && nr == K::NR {
+                                K::tile(kc, s.alpha, a_panel, b_panel, beta, c_tile, s.ldc);
+                            } else {
+                                let (a, b, edge) = (a_panel, b_panel, (mr, nr));
+                                edge_tile::<K>(kc, s.alpha, a, b, beta, c_tile, s.ldc, edge);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Rayon tasks per product, about: enough to balance two or more threads, few enough that
+/// each task still streams whole panels.
+const PAR_BLOCKS: usize = 24;
+
+/// How C is cut into blocks: rows in blocks of `mb`, columns in blocks of `nb`. Sizes
+/// depend on the shape and the kernel only, never on the thread count.
+struct Blocks {
+    m: usize,
+    n: usize,
+    mb: usize,
+    nb: usize,
+}
+
+impl Blocks {
+    fn new<K: MicroKernel>(m: usize, n: usize, par: bool) -> Self {
+        let per_block = |tiles: usize| tiles.div_ceil(PAR_BLOCKS).max(1);
+        let (mb, nb) = if !par {
+            (m, n)
+        } else if n >= m {
+            // Thin products (m = 32): split the columns; every task shares Ã.
+            (m, K::NR * per_block(n.div_ceil(K::NR)))
+        } else {
+            (K::MR * per_block(m.div_ceil(K::MR)), n)
+        };
+        Blocks { m, n, mb, nb }
+    }
+
+    fn count(&self) -> usize {
+        self.m.div_ceil(self.mb) * self.n.div_ceil(self.nb)
+    }
+
+    /// Block t, row-block-major: its rows and columns of C.
+    fn get(&self, t: usize) -> (Range<usize>, Range<usize>) {
+        let col_blocks = self.n.div_ceil(self.nb);
+        let (r0, c0) = ((t / col_blocks) * self.mb, (t % col_blocks) * self.nb);
+        (
+            r0..(r0 + self.mb).min(self.m),
+            c0..(c0 + self.nb).min(self.n),
+        )
+    }
+}

@@ -1,0 +1,91 @@
+//! The SIMD micro-kernel, written once for every vector width.
+//!
+//! The AVX2 and AVX-512 kernels are the same loop over different vector types, so the loop
+//! lives in one macro and each kernel file instantiates it with its intrinsics; a fix made
+//! here (and tested on the AVX2 machine) reaches the AVX-512 kernel too.
+//!
+//! The tile is MR rows × NV vectors of W lanes. For each p, NV vectors of B̃'s row p are
+//! loaded, and each of the MR values Ã(i, p) is broadcast and multiplied into row i's NV
+//! accumulators with a fused multiply-add:
+//!
+//! ```text
+//! acc[i][v] += splat(Ã(i, p)) · B̃(p, v·W .. v·W + W)        i < MR, v < NV
+//! ```
+//!
+//! MR·NV accumulators stay in registers for the whole depth; C is read and written once,
+//! at the end: C ← α·acc + β·C, as one multiply and one fused multiply-add per vector.
+
+/// Defines `unsafe fn $name(k, alpha, a, b, beta, c, rsc)`, the MR × NV·W micro-kernel
+/// with the contract of `MicroKernel::tile`, compiled for target features `$feat`.
+macro_rules! simd_tile {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident;
+        features = $feat:literal,
+        mr = $mr:expr,
+        nv = $nv:expr,
+        width = $w:expr,
+        zero = $zero:path,
+        splat = $splat:path,
+        load = $load:path,
+        store = $store:path,
+        mul = $mul:path,
+        fma = $fma:path $(,)?
+    ) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The contract of `MicroKernel::tile`: the CPU has the features above; `a` holds
+        /// MR·k and `b` k·NR readable f32; the MR × NR tile at `c` (row stride `rsc`) is
+        /// writable, and readable when β ≠ 0.
+        #[target_feature(enable = $feat)]
+        pub(super) unsafe fn $name(
+            k: usize,
+            alpha: f32,
+            a: *const f32,
+            b: *const f32,
+            beta: f32,
+            c: *mut f32,
+            rsc: usize,
+        ) {
+            const ROWS: usize = $mr;
+            const VECS: usize = $nv;
+            const LANES: usize = $w;
+
+            // The depth loop: VECS loads and ROWS broadcasts feed ROWS·VECS independent FMAs.
+            let mut acc = [[$zero(); VECS]; ROWS];
+            for p in 0..k {
+                let (a_p, b_p) = (a.add(p * ROWS), b.add(p * VECS * LANES));
+                let mut b_v = [$zero(); VECS];
+                for v in 0..VECS {
+                    b_v[v] = $load(b_p.add(v * LANES));
+                }
+                for i in 0..ROWS {
+                    let a_i = $splat(*a_p.add(i));
+                    for v in 0..VECS {
+                        acc[i][v] = $fma(a_i, b_v[v], acc[i][v]);
+                    }
+                }
+            }
+
+            // C ← α·acc (+ β·C): β = 0 must not read C, which may hold NaN.
+            let alpha_v = $splat(alpha);
+            if beta == 0.0 {
+                for i in 0..ROWS {
+                    for v in 0..VECS {
+                        $store(c.add(i * rsc + v * LANES), $mul(alpha_v, acc[i][v]));
+                    }
+                }
+            } else {
+                let beta_v = $splat(beta);
+                for i in 0..ROWS {
+                    for v in 0..VECS {
+                        let c_iv = c.add(i * rsc + v * LANES);
+                        let t = $mul(alpha_v, acc[i][v]);
+                        $store(c_iv, $fma(beta_v, $load(c_iv), t));
+                    }
+                }
+            }
+        }
+    };
+}
