@@ -178,6 +178,13 @@ impl<T: Float> Tensor<T> {
         self.node.id
     }
 
+    /// How many handles share this tensor's node: the caller's, plus one for every recorded
+    /// op that still holds it as an input. For tests and debugging: once a graph has been
+    /// run backward or dropped, a parameter's count falls back to the handles its owner holds.
+    pub fn handle_count(&self) -> usize {
+        Rc::strong_count(&self.node)
+    }
+
     /// Borrows the elements, row-major.
     pub fn data(&self) -> Ref<'_, [T]> {
         Ref::map(self.node.data.borrow(), |s| s.as_slice())

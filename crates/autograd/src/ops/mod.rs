@@ -11,4 +11,5 @@ mod shape_ops;
 mod softmax;
 mod unary;
 
+pub use loss::BCE_EPS;
 pub use reduce::sum_to_shape;

@@ -142,7 +142,8 @@ impl<T: Float> Tensor<T> {
     /// Elements `start..end` along `axis`. The gradient is scattered back into zeros.
     ///
     /// # Panics
-    /// When the range is empty or out of bounds.
+    /// When `start > end` or `end` is past the end of the axis (`start == end` gives an empty
+    /// slice).
     #[track_caller]
     pub fn slice(&self, axis: isize, start: usize, end: usize) -> Tensor<T> {
         let shape = self.shape().to_vec();
