@@ -123,7 +123,8 @@ pub fn gradcheck(
 /// Compares backward with central differences for every element of every input that
 /// requires a gradient. Inputs that do not (targets, constants) are held fixed.
 ///
-/// It also checks that a zero upstream gradient gives zero gradients.
+/// It also checks that a zero upstream gradient gives zero gradients. The inputs'
+/// gradients are cleared before and after the check, so it leaves nothing behind.
 ///
 /// # Panics
 /// When no input requires a gradient, or `f` gives an output that does not depend on them.
@@ -194,6 +195,7 @@ pub fn gradcheck_with(
             }
         }
     }
+    inputs.iter().for_each(|t| t.zero_grad());
     match first {
         None => Ok(report),
         Some(mut e) => {
