@@ -6,16 +6,16 @@
 
 use std::arch::x86_64::*;
 
-use super::packed::MicroKernel;
+use super::packed::{pack_panel, pack_panels, MicroKernel};
 
 /// Rows of the micro-tile.
 const MR: usize = 4;
 /// 8-lane vectors per row of the micro-tile.
-const NV: usize = 3;
+const NV: usize = 2;
 
 simd_tile! {
     /// The 4 × 24 AVX2 tile.
-    fn tile_4x24;
+    fn tile_6x16;
     features = "avx2,fma",
     mr = MR,
     nv = NV,
@@ -36,7 +36,7 @@ impl MicroKernel for Avx2 {
     const NR: usize = NV * 8;
     const KC: usize = 256;
     const MC: usize = 96;
-    const NC: usize = 1920;
+    const NC: usize = 256;
 
     unsafe fn tile(
         k: usize,
@@ -47,6 +47,106 @@ impl MicroKernel for Avx2 {
         c: *mut f32,
         rsc: usize,
     ) {
-        tile_4x24(k, alpha, a, b, beta, c, rsc)
+        tile_6x16(k, alpha, a, b, beta, c, rsc)
     }
+
+    unsafe fn pack_a(
+        dst: *mut f32,
+        src: *const f32,
+        len: usize,
+        depth: usize,
+        sr: usize,
+        sp: usize,
+    ) {
+        pack_panels::<MR>(dst, src, (len, depth), (sr, sp), pack_panel_avx2::<MR>)
+    }
+
+    unsafe fn pack_b(
+        dst: *mut f32,
+        src: *const f32,
+        len: usize,
+        depth: usize,
+        sr: usize,
+        sp: usize,
+    ) {
+        pack_panels::<{ NV * 8 }>(
+            dst,
+            src,
+            (len, depth),
+            (sr, sp),
+            pack_panel_avx2::<{ NV * 8 }>,
+        )
+    }
+}
+
+/// [`pack_panel`] with the transposing case (contiguous depth, sp = 1) done in 8 × 8
+/// blocks in registers, for full panels whose R is a multiple of 8. That case is the
+/// input-gradient layout G·Wᵀ, where every element of W must move.
+///
+/// # Safety
+/// As [`pack_panel`], and the CPU supports AVX2.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn pack_panel_avx2<const R: usize>(
+    dst: *mut f32,
+    src: *const f32,
+    rows: usize,
+    depth: usize,
+    sr: usize,
+    sp: usize,
+) {
+    if rows != R || sp != 1 || !R.is_multiple_of(8) {
+        return pack_panel::<R>(dst, src, rows, depth, sr, sp);
+    }
+    let whole = depth - depth % 8;
+    for p0 in (0..whole).step_by(8) {
+        for r0 in (0..R).step_by(8) {
+            // Rows r0..r0 + 8 of S at depths p0..p0 + 8, turned into depths of 8 rows.
+            let s = src.add(r0 * sr + p0);
+            let rows8 = std::array::from_fn(|i| _mm256_loadu_ps(s.add(i * sr)));
+            let cols8 = transpose8(rows8);
+            for (t, col) in cols8.into_iter().enumerate() {
+                _mm256_storeu_ps(dst.add((p0 + t) * R + r0), col);
+            }
+        }
+    }
+    for p in whole..depth {
+        for i in 0..R {
+            *dst.add(p * R + i) = *src.add(i * sr + p);
+        }
+    }
+}
+
+/// The transpose of an 8 × 8 block held as 8 row vectors: unpack pairs of rows, shuffle
+/// pairs of pairs, then swap 128-bit halves.
+#[target_feature(enable = "avx2,fma")]
+fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    // t: rows (0,1), (2,3), ... interleaved: t0 = r0₀ r1₀ r0₁ r1₁ | r0₄ r1₄ r0₅ r1₅
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    // u: columns c and c + 4 of four rows: u0 = r0₀ r1₀ r2₀ r3₀ | r0₄ r1₄ r2₄ r3₄
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    // Low halves give columns 0–3, high halves columns 4–7.
+    [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ]
 }

@@ -6,7 +6,8 @@
 
 use std::arch::x86_64::*;
 
-use super::packed::MicroKernel;
+use super::kernel_avx2::pack_panel_avx2;
+use super::packed::{pack_panels, MicroKernel};
 
 /// Rows of the micro-tile.
 const MR: usize = 8;
@@ -36,7 +37,7 @@ impl MicroKernel for Avx512 {
     const NR: usize = NV * 16;
     const KC: usize = 256;
     const MC: usize = 96;
-    const NC: usize = 1920;
+    const NC: usize = 256;
 
     unsafe fn tile(
         k: usize,
@@ -48,5 +49,34 @@ impl MicroKernel for Avx512 {
         rsc: usize,
     ) {
         tile_8x32(k, alpha, a, b, beta, c, rsc)
+    }
+
+    // Packing is memory-bound; the AVX2 transposes serve here too.
+    unsafe fn pack_a(
+        dst: *mut f32,
+        src: *const f32,
+        len: usize,
+        depth: usize,
+        sr: usize,
+        sp: usize,
+    ) {
+        pack_panels::<MR>(dst, src, (len, depth), (sr, sp), pack_panel_avx2::<MR>)
+    }
+
+    unsafe fn pack_b(
+        dst: *mut f32,
+        src: *const f32,
+        len: usize,
+        depth: usize,
+        sr: usize,
+        sp: usize,
+    ) {
+        pack_panels::<{ NV * 16 }>(
+            dst,
+            src,
+            (len, depth),
+            (sr, sp),
+            pack_panel_avx2::<{ NV * 16 }>,
+        )
     }
 }

@@ -4,7 +4,7 @@
 //! The loops have constant trip counts, so the compiler unrolls them and vectorises the
 //! NR columns for the baseline instruction set (SSE2 on x86-64, NEON on aarch64).
 
-use super::packed::{update, MicroKernel};
+use super::packed::{pack_panel, pack_panels, update, MicroKernel};
 
 /// The portable kernel.
 pub(super) struct Portable;
@@ -56,5 +56,27 @@ impl MicroKernel for Portable {
                 }
             }
         }
+    }
+
+    unsafe fn pack_a(
+        dst: *mut f32,
+        src: *const f32,
+        len: usize,
+        depth: usize,
+        sr: usize,
+        sp: usize,
+    ) {
+        pack_panels::<MR>(dst, src, (len, depth), (sr, sp), pack_panel::<MR>)
+    }
+
+    unsafe fn pack_b(
+        dst: *mut f32,
+        src: *const f32,
+        len: usize,
+        depth: usize,
+        sr: usize,
+        sp: usize,
+    ) {
+        pack_panels::<NR>(dst, src, (len, depth), (sr, sp), pack_panel::<NR>)
     }
 }

@@ -96,10 +96,10 @@ pub(super) trait MicroKernel {
         rsc: usize,
     );
 
-    /// Packs a slab of `len` rows of A into MR-row panels; see [`pack_panels`].
+    /// Packs a slab of `len` rows of A into MR-row panels: [`pack_panels`] with R = MR.
     ///
     /// # Safety
-    /// As [`pack_panels`] with `r` = MR, and the CPU supports the kernel's instruction set.
+    /// As [`pack_panels`], and the CPU supports the kernel's instruction set.
     unsafe fn pack_a(
         dst: *mut f32,
         src: *const f32,
@@ -107,14 +107,13 @@ pub(super) trait MicroKernel {
         depth: usize,
         sr: usize,
         sp: usize,
-    ) {
-        pack_panels(dst, src, len, depth, sr, sp, Self::MR)
-    }
+    );
 
-    /// Packs a slab of `len` columns of B into NR-column panels; see [`pack_panels`].
+    /// Packs a slab of `len` columns of B into NR-column panels: [`pack_panels`] with
+    /// R = NR.
     ///
     /// # Safety
-    /// As [`pack_panels`] with `r` = NR, and the CPU supports the kernel's instruction set.
+    /// As [`pack_panels`], and the CPU supports the kernel's instruction set.
     unsafe fn pack_b(
         dst: *mut f32,
         src: *const f32,
@@ -122,59 +121,103 @@ pub(super) trait MicroKernel {
         depth: usize,
         sr: usize,
         sp: usize,
-    ) {
-        pack_panels(dst, src, len, depth, sr, sp, Self::NR)
-    }
+    );
 }
 
-/// Packs a `len × depth` slab S, S(r, p) = `src[r·sr + p·sp]`, into panels of `r` rows:
-/// `dst[(q·depth + p)·r + i]` = S(q·r + i, p), and 0 where q·r + i ≥ len.
+/// Packs a `len × depth` slab S, S(r, p) = `src[r·sr + p·sp]`, into panels of R rows:
+/// `dst[(q·depth + p)·R + i]` = S(q·R + i, p), and 0 where q·R + i ≥ len.
 ///
 /// For A, the slab's rows are A's rows (sr = rs, sp = cs); for B, they are B's columns
-/// (sr = cs, sp = rs). The two common layouts get their own loop: contiguous panel rows
-/// (sr = 1, a copy) and contiguous depth (sp = 1, a transpose).
+/// (sr = cs, sp = rs). When the rows are contiguous (sr = 1: row-major B, column-major A)
+/// each line S(·, p) is read once, front to back, and dealt out to the panels, which the
+/// prefetcher follows better than panel by panel; otherwise each panel goes to `panel`:
+/// [`pack_panel`] or a SIMD version of it.
 ///
 /// # Safety
-/// `src + i·sr + p·sp` is readable for i < len, p < depth, and `dst` is writable for
-/// `len.div_ceil(r)·r·depth` f32.
-pub(super) unsafe fn pack_panels(
+/// `src + i·sr + p·sp` is readable for i < len, p < depth; `dst` is writable for
+/// `len.div_ceil(R)·R·depth` f32; `panel` may be called with these pointers.
+pub(super) unsafe fn pack_panels<const R: usize>(
     dst: *mut f32,
     src: *const f32,
-    len: usize,
-    depth: usize,
-    sr: usize,
-    sp: usize,
-    r: usize,
+    (len, depth): (usize, usize),
+    (sr, sp): (usize, usize),
+    panel: unsafe fn(*mut f32, *const f32, usize, usize, usize, usize),
 ) {
-    for (q, q0) in (0..len).step_by(r).enumerate() {
-        let rows = r.min(len - q0);
-        let s = src.add(q0 * sr);
-        let d = dst.add(q * r * depth);
-        if rows == r && sr == 1 {
-            for p in 0..depth {
-                std::ptr::copy_nonoverlapping(s.add(p * sp), d.add(p * r), r);
+    if sr == 1 {
+        let (whole, rest) = (len / R, len % R);
+        for p in 0..depth {
+            let line = src.add(p * sp);
+            for q in 0..whole {
+                let v = line.add(q * R).cast::<[f32; R]>().read_unaligned();
+                dst.add((q * depth + p) * R)
+                    .cast::<[f32; R]>()
+                    .write_unaligned(v);
             }
-        } else if sp == 1 {
-            for i in 0..rows {
-                let row = s.add(i * sr);
-                for p in 0..depth {
-                    *d.add(p * r + i) = *row.add(p);
-                }
-            }
-            for p in 0..depth {
-                for i in rows..r {
-                    *d.add(p * r + i) = 0.0;
-                }
-            }
-        } else {
-            for p in 0..depth {
-                for i in 0..r {
-                    *d.add(p * r + i) = if i < rows {
-                        *s.add(i * sr + p * sp)
+            if rest > 0 {
+                let d = dst.add((whole * depth + p) * R);
+                for i in 0..R {
+                    *d.add(i) = if i < rest {
+                        *line.add(whole * R + i)
                     } else {
                         0.0
                     };
                 }
+            }
+        }
+        return;
+    }
+    for (q, r0) in (0..len).step_by(R).enumerate() {
+        panel(
+            dst.add(q * R * depth),
+            src.add(r0 * sr),
+            R.min(len - r0),
+            depth,
+            sr,
+            sp,
+        );
+    }
+}
+
+/// Packs one panel: `dst[p·R + i]` = S(i, p) for i < rows (≤ R), zero for i ≥ rows. The
+/// two common layouts get their own loop: contiguous rows (sr = 1, a copy of R values per
+/// p) and contiguous depth (sp = 1, a transpose).
+///
+/// # Safety
+/// `src + i·sr + p·sp` is readable for i < rows, p < depth; `dst` is writable for R·depth
+/// f32.
+pub(super) unsafe fn pack_panel<const R: usize>(
+    dst: *mut f32,
+    src: *const f32,
+    rows: usize,
+    depth: usize,
+    sr: usize,
+    sp: usize,
+) {
+    if rows == R && sr == 1 {
+        for p in 0..depth {
+            let row = src.add(p * sp).cast::<[f32; R]>().read_unaligned();
+            dst.add(p * R).cast::<[f32; R]>().write_unaligned(row);
+        }
+    } else if sp == 1 {
+        for p in 0..depth {
+            for i in rows..R {
+                *dst.add(p * R + i) = 0.0;
+            }
+        }
+        for i in 0..rows {
+            let row = src.add(i * sr);
+            for p in 0..depth {
+                *dst.add(p * R + i) = *row.add(p);
+            }
+        }
+    } else {
+        for p in 0..depth {
+            for i in 0..R {
+                *dst.add(p * R + i) = if i < rows {
+                    *src.add(i * sr + p * sp)
+                } else {
+                    0.0
+                };
             }
         }
     }
@@ -340,13 +383,25 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
 
 /// Loops 1–5 over one block of C (rows × cols), packing B̃ in this thread's buffer.
 ///
+/// When the block has at most MC rows, loop 3 runs once and each NR-column panel of B is
+/// used by only ⌈rows / MR⌉ tiles (6 for m = 32): the panel is then packed just before
+/// its tiles, into a buffer that stays in L1, instead of packing the whole kc × nc block
+/// first and reading it back from L2. (Reading B in place is worse: with n a power of two
+/// its rows alias the same L1 sets.)
+///
 /// # Safety
 /// The contract of [`gemm`], plus: `rows.start` is a multiple of MR, and no other thread
 /// touches this block of C during the call.
 unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Range<usize>)) {
-    let n_pad = K::NC.min(cols.len()).next_multiple_of(K::NR);
+    let per_panel = rows.len() <= K::MC;
+    let n_pad = if per_panel {
+        K::NR
+    } else {
+        K::NC.min(cols.len()).next_multiple_of(K::NR)
+    };
     with_buffer(&B_PACK, K::KC.min(s.k) * n_pad, |b_pack| {
         let b_pack = b_pack.as_mut_ptr();
+        let b = &s.b;
         // 1. Columns of the block, NC at a time.
         for jc in cols.clone().step_by(K::NC) {
             let nc = K::NC.min(cols.end - jc);
@@ -354,7 +409,9 @@ unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Ran
             for pc in (0..s.k).step_by(K::KC) {
                 let kc = K::KC.min(s.k - pc);
                 let beta = if pc == 0 { s.beta } else { 1.0 };
-                K::pack_b(b_pack, s.b.at(pc, jc), nc, kc, s.b.cs, s.b.rs);
+                if !per_panel {
+                    K::pack_b(b_pack, b.at(pc, jc), nc, kc, b.cs, b.rs);
+                }
                 let a_pc = s.a_pack.add(pc * s.m_pad);
                 // 3. Rows, MC at a time.
                 for ic in rows.clone().step_by(K::MC) {
@@ -362,14 +419,20 @@ unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Ran
                     // 4. NR-column panels of B̃.
                     for jr in (0..nc).step_by(K::NR) {
                         let nr = K::NR.min(nc - jr);
-                        let b_panel = b_pack.add(jr * kc);
+                        let b_panel = if per_panel {
+                            K::pack_b(b_pack, b.at(pc, jc + jr), nr, kc, b.cs, b.rs);
+                            b_pack.cast_const()
+                        } else {
+                            b_pack.add(jr * kc).cast_const()
+                        };
                         // 5. MR-row panels of Ã.
                         for ir in (ic..ic + mc).step_by(K::MR) {
                             let mr = K::MR.min(ic + mc - ir);
                             let a_panel = a_pc.add(ir * kc);
                             let c_tile = s.c.add(ir * s.ldc + jc + jr);
                             if mr == K::MR && nr == K::NR {
-                                K::tile(kc, s.alpha, a_panel, b_panel, beta, c_tile, s.ldc);
+                                let (a, b) = (a_panel, b_panel);
+                                K::tile(kc, s.alpha, a, b, beta, c_tile, s.ldc);
                             } else {
                                 let (a, b, edge) = (a_panel, b_panel, (mr, nr));
                                 edge_tile::<K>(kc, s.alpha, a, b, beta, c_tile, s.ldc, edge);
