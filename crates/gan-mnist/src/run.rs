@@ -130,7 +130,9 @@ fn train_loop(run: &mut Run, mnist: &Mnist, interrupted: &AtomicBool) -> Result<
 
         if iter % run.config.save_interval == 0 || iter == run.config.iters {
             save(run, true)?;
-            bar.suspend(|| println!("{}", progress_line(run, &bar)));
+            // Built before `suspend`, which holds the bar's lock that `per_sec` takes.
+            let line = progress_line(run, &bar);
+            bar.suspend(|| println!("{line}"));
         }
     }
     bar.finish_and_clear();

@@ -326,12 +326,17 @@ pub struct TrainOptions {
     pub g_loss: GeneratorLoss,
 }
 
-/// The discriminator's statistics on one step.
-struct DStats {
-    loss: f32,
-    accuracy: f32,
-    mean_real: f32,
-    mean_fake: f32,
+/// The discriminator's statistics on one step, measured before its update.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DiscriminatorStats {
+    /// ½ [BCE(D(x), 1) + BCE(D(fake), 0)].
+    pub loss: f32,
+    /// Fraction of real and fake samples classified correctly (D > ½ means real).
+    pub accuracy: f32,
+    /// Mean D(x) over the real batch.
+    pub mean_real: f32,
+    /// Mean D(G(z)) over the fake batch.
+    pub mean_fake: f32,
 }
 
 /// The two networks, their optimizers, the random generator and the iteration count.
@@ -415,11 +420,11 @@ impl Trainer {
                 true => self.gan.generator.forward(&z),
                 false => no_grad(|| self.gan.generator.forward(&z)),
             };
-            let stats = self.discriminator_step(iter, &real, &fake.detach())?;
+            let stats = self.discriminator_step(&real, &fake.detach())?;
             last = Some((fake, stats));
         }
         let (fake, d) = last.expect("k ≥ 1 is checked in Trainer::new");
-        let g_loss = self.generator_step(iter, &fake)?;
+        let g_loss = self.generator_step(&fake)?;
 
         self.iter = iter;
         Ok(Record::new(
@@ -432,13 +437,16 @@ impl Trainer {
         ))
     }
 
-    /// One Adam step of D on L_D = ½ [BCE(D(x), 1) + BCE(D(fake), 0)].
-    fn discriminator_step(
+    /// One Adam step of D on L_D = ½ [BCE(D(x), 1) + BCE(D(fake), 0)], with `fake` taken as
+    /// a constant. Part of [`Trainer::step`]; public for experiments that train D alone.
+    ///
+    /// A non-finite loss returns [`TrainError::NonFinite`] and leaves D unchanged.
+    pub fn discriminator_step(
         &mut self,
-        iter: u64,
         real: &Tensor,
         fake: &Tensor,
-    ) -> Result<DStats, TrainError> {
+    ) -> Result<DiscriminatorStats, TrainError> {
+        let iter = self.iter + 1;
         self.opt_d.zero_grad();
         let real_logits = self.gan.discriminator_logits(real);
         let fake_logits = self.gan.discriminator_logits(fake);
@@ -454,7 +462,7 @@ impl Trainer {
         // Keras' binary accuracy: predicted real when D's output exceeds ½.
         let right = real_p.iter().filter(|&&p| p > 0.5).count()
             + fake_p.iter().filter(|&&p| p <= 0.5).count();
-        Ok(DStats {
+        Ok(DiscriminatorStats {
             loss: value,
             accuracy: right as f32 / (real_p.len() + fake_p.len()) as f32,
             mean_real: mean(&real_p),
@@ -462,8 +470,12 @@ impl Trainer {
         })
     }
 
-    /// One Adam step of G through the frozen D; returns the generator loss.
-    fn generator_step(&mut self, iter: u64, fake: &Tensor) -> Result<f32, TrainError> {
+    /// One Adam step of G through the frozen D, where `fake` = G(z) still carries its graph;
+    /// returns the generator loss. D's parameters are left exactly as they were.
+    ///
+    /// A non-finite loss returns [`TrainError::NonFinite`] and leaves G unchanged.
+    pub fn generator_step(&mut self, fake: &Tensor) -> Result<f32, TrainError> {
+        let iter = self.iter + 1;
         freeze(&self.gan.discriminator, true);
         self.opt_g.zero_grad();
         let loss = self
