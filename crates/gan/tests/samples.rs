@@ -29,6 +29,7 @@ fn idx_output_reads_back_with_the_loader_as_mnist_bytes() {
     assert_eq!(idx.pixels, want);
     // MNIST's convention: −1 (background) is 0, 1 (ink) is 255.
     assert_eq!((idx.pixels[0], idx.pixels[17]), (0, 255));
+    std::fs::remove_file(&path).unwrap();
 }
 
 #[test]
@@ -40,6 +41,7 @@ fn png_output_is_a_square_grid() {
     let (width, height, _) = read_png_gray(&path).unwrap();
     assert_eq!(width as usize, 2 * 3 + 3 * GAP);
     assert_eq!(height as usize, 2 * 2 + 3 * GAP);
+    std::fs::remove_file(&path).unwrap();
 }
 
 #[test]

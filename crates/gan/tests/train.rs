@@ -117,6 +117,7 @@ fn stopping_and_resuming_gives_the_uninterrupted_run_bit_for_bit() {
         // A different seed: restoring must replace the weights and the random stream.
         let mut second = trainer(model, 99, batch);
         second.restore(&checkpoint::load(&path).unwrap()).unwrap();
+        std::fs::remove_file(&path).unwrap();
         assert_eq!(second.iteration(), half);
         resumed_records.extend((0..half).map(|_| second.step(&mut data).unwrap()));
 
@@ -255,6 +256,7 @@ fn restoring_a_checkpoint_of_another_model_is_an_error() {
     let err = dcgan
         .restore(&checkpoint::load(&path).unwrap())
         .unwrap_err();
+    std::fs::remove_file(&path).unwrap();
     assert!(matches!(err, TrainError::Checkpoint(_)), "{err}");
     assert!(err.to_string().contains("generator"), "{err}");
 }
