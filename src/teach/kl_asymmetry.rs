@@ -471,7 +471,7 @@ fn grid_points(p: &Mixture, step: f64) -> Vec<Vec2> {
     pts
 }
 
-/// Runs Adam on θ, minimising `loss(step)`, with the learning rate decaying geometrically.
+/// Runs Adam on θ, minimising `loss()`, with the learning rate decaying geometrically.
 fn minimise(config: &Config, theta: &Tensor<f64>, mut loss: impl FnMut() -> Tensor<f64>) {
     let adam_config = AdamConfig {
         lr: config.lr_start,

@@ -155,7 +155,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// The checks of the example, each with its name, whether it passed, and a line to print.
+    /// The checks of the example: whether each passed, and a line to print.
     pub fn checks(&self) -> Vec<(bool, String)> {
         use tolerance::*;
         let mut c = Vec::new();
