@@ -29,8 +29,16 @@ fn gemm_gflops(m: usize, k: usize, n: usize, a_t: bool, b_t: bool, reps: usize) 
     let a = vec![0.5f32; m * k];
     let b = vec![0.25f32; k * n];
     let mut c = vec![0.0f32; m * n];
-    let av = if a_t { MatRef::row_major(&a, k, m).t() } else { MatRef::row_major(&a, m, k) };
-    let bv = if b_t { MatRef::row_major(&b, n, k).t() } else { MatRef::row_major(&b, k, n) };
+    let av = if a_t {
+        MatRef::row_major(&a, k, m).t()
+    } else {
+        MatRef::row_major(&a, m, k)
+    };
+    let bv = if b_t {
+        MatRef::row_major(&b, n, k).t()
+    } else {
+        MatRef::row_major(&b, k, n)
+    };
     let mut times: Vec<f64> = (0..reps)
         .map(|_| {
             let t = Instant::now();
@@ -42,11 +50,14 @@ fn gemm_gflops(m: usize, k: usize, n: usize, a_t: bool, b_t: bool, reps: usize) 
 }
 
 fn pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool")
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
 }
 
 /// Runs the PyTorch peer and returns its median ms for (W1, W2), variant A, default Adam.
-fn peer_times(peers: &PathBuf, threads: usize) -> Option<(f64, f64)> {
+fn peer_times(peers: &std::path::Path, threads: usize) -> Option<(f64, f64)> {
     let script = peers.join("torch_gan_bench.py");
     let out = Command::new("python3")
         .arg(&script)
@@ -59,9 +70,9 @@ fn peer_times(peers: &PathBuf, threads: usize) -> Option<(f64, f64)> {
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let pick = |name: &str| -> Option<f64> {
-        let line = text.lines().find(|l| {
-            l.starts_with(name) && l.contains(" variant A adam=default: median ")
-        })?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains(" variant A adam=default: median "))?;
         let after = line.split("median ").nth(1)?;
         after.split_whitespace().next()?.parse().ok()
     };
@@ -86,7 +97,10 @@ fn main() {
     println!("FMA ceiling, one core: {ceiling:.1} GFLOP/s (f32)\n");
 
     println!("GEMM at one thread, W1 shapes (batch 32), GFLOP/s and % of the ceiling:");
-    println!("{:<16} {:>14} {:>14} {:>14}", "layer", "fwd X·W", "wgrad Xᵀ·G", "igrad G·Wᵀ");
+    println!(
+        "{:<16} {:>14} {:>14} {:>14}",
+        "layer", "fwd X·W", "wgrad Xᵀ·G", "igrad G·Wᵀ"
+    );
     let reps = if quick { 20 } else { 200 };
     for (k, n) in W1_LAYERS {
         let cells: Vec<String> = pool(1).install(|| {
@@ -99,12 +113,21 @@ fn main() {
             .map(|g| format!("{g:6.1} ({:3.0}%)", 100.0 * g / ceiling))
             .collect()
         });
-        println!("{:<16} {:>14} {:>14} {:>14}", format!("{k} → {n}"), cells[0], cells[1], cells[2]);
+        println!(
+            "{:<16} {:>14} {:>14} {:>14}",
+            format!("{k} → {n}"),
+            cells[0],
+            cells[1],
+            cells[2]
+        );
     }
 
     let (w1_iters, w2_iters) = if quick { (40, 4) } else { (400, 30) };
     println!("\nWhole iterations (D step on a real and a fake batch + G step, Adam), median ms:");
-    println!("{:<9} {:>8} {:>10} {:>10} {:>8}", "workload", "threads", "ours", "PyTorch", "ratio");
+    println!(
+        "{:<9} {:>8} {:>10} {:>10} {:>8}",
+        "workload", "threads", "ours", "PyTorch", "ratio"
+    );
     for threads in [1, 2] {
         let w1 = pool(threads).install(|| time_iterations(Workload::MlpGan, &mnist, 20, w1_iters));
         let w2 = pool(threads).install(|| time_iterations(Workload::Dcgan, &mnist, 3, w2_iters));

@@ -138,12 +138,16 @@ pub fn time_iterations(
     let mut trainer = workload.trainer(0);
     let mut batches = gan::train::MnistBatches::new(data);
     for _ in 0..warmup {
-        trainer.step(&mut batches).expect("finite losses while timing");
+        trainer
+            .step(&mut batches)
+            .expect("finite losses while timing");
     }
     let mut times: Vec<f64> = (0..iters)
         .map(|_| {
             let t = Instant::now();
-            trainer.step(&mut batches).expect("finite losses while timing");
+            trainer
+                .step(&mut batches)
+                .expect("finite losses while timing");
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();
