@@ -229,7 +229,7 @@ mod tests {
             &["--model", "vae"],
             &["--g-loss", "wasserstein"],
             &["--iters", "0"],
-            &["--batch-size", "-3"],
+            &["--lr", "fast"],
             &[
                 "sample",
                 "--checkpoint",

@@ -130,9 +130,8 @@ fn train_loop(run: &mut Run, mnist: &Mnist, interrupted: &AtomicBool) -> Result<
 
         if iter % run.config.save_interval == 0 || iter == run.config.iters {
             save(run, true)?;
-            // Built before `suspend`, which holds the bar's lock that `per_sec` takes.
-            let line = progress_line(run, &bar);
-            bar.suspend(|| println!("{line}"));
+            let rate = (iter - start_iter) as f64 / started.elapsed().as_secs_f64();
+            bar.suspend(|| println!("{}", progress_line(run, rate)));
         }
     }
     bar.finish_and_clear();
@@ -165,15 +164,16 @@ fn progress_bar(position: u64, len: u64) -> ProgressBar {
     let style = ProgressStyle::with_template(template)
         .expect("the template is valid")
         .progress_chars("=> ");
-    let bar = ProgressBar::new(len)
-        .with_style(style)
-        .with_position(position);
+    let bar = ProgressBar::new(len).with_style(style);
+    // Moving first and resetting after keeps a resumed run's jump out of the rate.
+    bar.set_position(position);
     bar.reset_eta();
     bar
 }
 
-/// A line for logs at each save: the bar is invisible when stderr is not a terminal.
-fn progress_line(run: &Run, bar: &ProgressBar) -> String {
+/// A line for logs at each save (the bar is invisible when stderr is not a terminal), with
+/// the mean rate since this process started training.
+fn progress_line(run: &Run, rate: f64) -> String {
     let r = run
         .history
         .records
@@ -189,7 +189,7 @@ fn progress_line(run: &Run, bar: &ProgressBar) -> String {
         100.0 * r.d_acc,
         r.d_real,
         r.d_fake,
-        bar.per_sec()
+        rate
     )
 }
 

@@ -476,19 +476,19 @@ impl Trainer {
     /// A non-finite loss returns [`TrainError::NonFinite`] and leaves G unchanged.
     pub fn generator_step(&mut self, fake: &Tensor) -> Result<f32, TrainError> {
         let iter = self.iter + 1;
+        // Frozen, D's parameters take no gradient, while its input still passes one on.
         freeze(&self.gan.discriminator, true);
         self.opt_g.zero_grad();
-        let loss = self
-            .options
-            .g_loss
-            .from_logits(&self.gan.discriminator_logits(fake));
-        let result = finite(iter, "generator", loss.item()).map(|value| {
+        let logits = self.gan.discriminator_logits(fake);
+        let loss = self.options.g_loss.from_logits(&logits);
+
+        let value = finite(iter, "generator", loss.item());
+        if value.is_ok() {
             loss.backward();
             self.opt_g.step();
-            value
-        });
+        }
         freeze(&self.gan.discriminator, false);
-        result
+        value
     }
 
     /// Everything a resume needs, as named tensors: both networks (parameters and batch-norm
