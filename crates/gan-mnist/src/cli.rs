@@ -84,11 +84,21 @@ pub struct TrainArgs {
     pub k: Option<u64>,
 
     /// Adam learning rate, for both networks. [default: 0.0001 for mlp, 0.0002 for dcgan]
-    #[arg(long, value_name = "LR", conflicts_with = "resume")]
+    #[arg(
+        long,
+        value_name = "LR",
+        allow_negative_numbers = true,
+        conflicts_with = "resume"
+    )]
     pub lr: Option<f64>,
 
     /// Adam β₁, the decay of the gradient average. [default: 0.5]
-    #[arg(long, value_name = "BETA1", conflicts_with = "resume")]
+    #[arg(
+        long,
+        value_name = "BETA1",
+        allow_negative_numbers = true,
+        conflicts_with = "resume"
+    )]
     pub beta1: Option<f64>,
 
     /// Length of the generator's noise vector. [default: 100]

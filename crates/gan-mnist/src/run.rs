@@ -52,20 +52,10 @@ struct Run {
 /// Runs `train`; returns the process's exit status.
 pub fn train(args: TrainArgs) -> Result<ExitCode> {
     let threads = crate::init_threads(args.threads)?;
-    let mut run = match &args.resume {
+    let (mut run, mnist) = match &args.resume {
         Some(ckpt) => resume(ckpt, &args, threads)?,
         None => start(&args, threads)?,
     };
-    let config = &run.config;
-
-    let mnist =
-        Mnist::load_train(&config.data_dir).context("cannot load the MNIST training set")?;
-    print_summaries(&run);
-    write_text(&run.dir.join(CONFIG_JSON), &run.config.to_json())?;
-
-    if run.trainer.iteration() == 0 {
-        write_grid(&run)?;
-    }
     if run.trainer.iteration() >= run.config.iters {
         println!(
             "{}: already at iteration {} of {}; nothing to do",
@@ -74,6 +64,12 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
             run.config.iters
         );
         return Ok(ExitCode::SUCCESS);
+    }
+
+    print_summaries(&run);
+    write_text(&run.dir.join(CONFIG_JSON), &run.config.to_json())?;
+    if run.trainer.iteration() == 0 {
+        write_grid(&run)?;
     }
 
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -193,10 +189,17 @@ fn progress_line(run: &Run, rate: f64) -> String {
     )
 }
 
-/// A new run: resolve the configuration, create the directory, build the trainer.
-fn start(args: &TrainArgs, threads: usize) -> Result<Run> {
+/// The training images, named in the error when they cannot be read.
+fn load_mnist(config: &RunConfig) -> Result<Mnist> {
+    Mnist::load_train(&config.data_dir).context("cannot load the MNIST training set")
+}
+
+/// A new run: resolve the configuration, load the data, then create the directory (so that
+/// a bad data directory leaves no empty run behind) and build the trainer.
+fn start(args: &TrainArgs, threads: usize) -> Result<(Run, Mnist)> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     let config = RunConfig::from_args(args, threads, data_dir)?;
+    let mnist = load_mnist(&config)?;
     let dir = match &args.out {
         Some(dir) => create_empty_dir(dir)?,
         None => create_numbered_dir(Path::new("runs"), config.model.name())?,
@@ -206,13 +209,14 @@ fn start(args: &TrainArgs, threads: usize) -> Result<Run> {
 
     let trainer = new_trainer(&config);
     let fixed_noise = trainer.fixed_noise(GRID_SIDE * GRID_SIDE);
-    Ok(Run {
+    let run = Run {
         dir,
         config,
         trainer,
         history: History::new(),
         fixed_noise,
-    })
+    };
+    Ok((run, mnist))
 }
 
 /// The trainer of a fresh run: weights drawn from the seed.
@@ -224,7 +228,7 @@ pub fn new_trainer(config: &RunConfig) -> Trainer {
 }
 
 /// Continues the run that wrote `ckpt_path`, in its directory.
-fn resume(ckpt_path: &Path, args: &TrainArgs, threads: usize) -> Result<Run> {
+fn resume(ckpt_path: &Path, args: &TrainArgs, threads: usize) -> Result<(Run, Mnist)> {
     let ckpt = checkpoint::load(ckpt_path)?;
     let config = RunConfig::resumed(&ckpt, args, threads, args.data_dir.clone())
         .with_context(|| format!("cannot resume from {}", ckpt_path.display()))?;
@@ -257,14 +261,16 @@ fn resume(ckpt_path: &Path, args: &TrainArgs, threads: usize) -> Result<Run> {
     fs::create_dir_all(dir.join(SAMPLES_DIR))
         .with_context(|| format!("cannot create {}", dir.join(SAMPLES_DIR).display()))?;
 
+    let mnist = load_mnist(&config)?;
     let fixed_noise = trainer.fixed_noise(GRID_SIDE * GRID_SIDE);
-    Ok(Run {
+    let run = Run {
         dir,
         config,
         trainer,
         history,
         fixed_noise,
-    })
+    };
+    Ok((run, mnist))
 }
 
 /// Writes the run's outputs, the checkpoint last: it is the one a resume starts from, and
