@@ -12,9 +12,6 @@ use autograd::kernels::gemm::{
 };
 use proptest::prelude::*;
 
-/// Depth of the kernels' packed blocks (`KC` of every kernel).
-const KC: usize = 256;
-
 /// How A and B are stored: plain row-major, or the transpose of a row-major matrix.
 #[derive(Clone, Copy, Debug)]
 struct Layout {
@@ -151,11 +148,17 @@ fn every_kernel_sweeps_the_micro_tile_edges_in_every_layout() {
     }
 }
 
+/// The depth of a kernel's packed blocks; `matrixmultiply` is treated as if it were 256.
+fn depth_block(kernel: Kernel) -> usize {
+    kernel.depth_block().unwrap_or(256)
+}
+
 #[test]
 fn every_kernel_handles_depths_around_the_packed_block() {
     for kernel in Kernel::available() {
         let (mr, nr) = tile(kernel);
-        for k in [KC - 1, KC, KC + 1, 2 * KC + 3] {
+        let kc = depth_block(kernel);
+        for k in [kc - 1, kc, kc + 1, 2 * kc + 3] {
             for (m, n) in [(mr, nr), (mr + 1, 2 * nr - 1), (3 * mr - 1, nr + 2)] {
                 for layout in LAYOUTS {
                     let case = Case {
@@ -175,11 +178,33 @@ fn every_kernel_handles_depths_around_the_packed_block() {
 }
 
 #[test]
+fn products_spanning_several_blocks_of_rows_columns_and_depth() {
+    // More rows than MC, more columns than NC, more depth than KC, for every kernel here.
+    for kernel in Kernel::available() {
+        for (m, k, n) in [(400, 600, 70), (9, 20, 1100), (200, 1030, 40)] {
+            for layout in LAYOUTS {
+                let case = Case {
+                    m,
+                    k,
+                    n,
+                    layout,
+                    alpha: 1.0,
+                    beta: -1.0,
+                    pad: 1,
+                };
+                check(kernel, Threading::Serial, case);
+            }
+        }
+    }
+}
+
+#[test]
 fn alpha_beta_and_nan_padding() {
     for kernel in Kernel::available() {
         let (mr, nr) = tile(kernel);
+        let kc = depth_block(kernel);
         for (alpha, beta) in [(1.0, 0.0), (2.0, 0.0), (1.0, 1.0), (-1.0, 0.5), (0.5, -2.0)] {
-            for (m, k, n) in [(mr, 5, nr), (2 * mr + 1, 9, 2 * nr + 1), (1, KC + 1, 3)] {
+            for (m, k, n) in [(mr, 5, nr), (2 * mr + 1, 9, 2 * nr + 1), (1, kc + 1, 3)] {
                 for layout in LAYOUTS {
                     let case = Case {
                         m,

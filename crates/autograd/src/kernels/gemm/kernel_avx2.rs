@@ -1,8 +1,19 @@
-//! The AVX2 + FMA micro-kernel: MR × NR = 4 × 24 (three 8-lane vectors per row).
+//! The AVX2 + FMA micro-kernel: MR × NR = 4 × 16 (two 8-lane vectors per row).
 //!
-//! 12 accumulators + 3 vectors of B̃ + 1 broadcast use all 16 ymm registers. Each depth
-//! step is 3 loads, 4 broadcasts and 12 FMAs, so the two FMA ports stay busy while the
-//! load ports have slack. MR = 4 divides the m = 32 of every W1 product.
+//! Each depth step is 2 loads, 4 broadcasts and 8 FMAs into 8 accumulators. Chosen by
+//! measurement on a Zen 3 core (two FMA ports, 4-cycle latency, 16 ymm registers), with the
+//! tile alone on packed data in L1, as a share of the FMA ceiling:
+//!
+//! | tile   | accumulators | alone in L1 | why not                                       |
+//! |--------|--------------|-------------|-----------------------------------------------|
+//! | 6 × 16 | 12           | ≈ 98 %      | m = 32 needs six tiles, the last one 2/6 full |
+//! | 4 × 16 | 8            | ≈ 96 %      | (chosen) 4 divides every m of W1              |
+//! | 4 × 24 | 12           | ≈ 50–65 %   | needs all 16 registers; the compiler spills   |
+//! | 8 × 8  | 8            | ≈ 47 %      | 9 loads per 8 FMAs                            |
+//!
+//! On the W1 products (m = 32) 4 × 16 beat 6 × 16 by 5–10 % of the ceiling and matched it on
+//! squares. Blocking (KC, MC, NC) = (512, 192, 512) came out best of a sweep over KC ∈ {128,
+//! 256, 384, 512}, MC ∈ {96, 192}, NC ∈ {64 … 1024}, mostly through the square products.
 
 use std::arch::x86_64::*;
 
@@ -14,8 +25,8 @@ const MR: usize = 4;
 const NV: usize = 2;
 
 simd_tile! {
-    /// The 4 × 24 AVX2 tile.
-    fn tile_6x16;
+    /// The 4 × 16 AVX2 tile.
+    fn tile_4x16;
     features = "avx2,fma",
     mr = MR,
     nv = NV,
@@ -34,9 +45,9 @@ pub(super) struct Avx2;
 impl MicroKernel for Avx2 {
     const MR: usize = MR;
     const NR: usize = NV * 8;
-    const KC: usize = 256;
-    const MC: usize = 96;
-    const NC: usize = 256;
+    const KC: usize = 512;
+    const MC: usize = 192;
+    const NC: usize = 512;
 
     unsafe fn tile(
         k: usize,
@@ -47,7 +58,7 @@ impl MicroKernel for Avx2 {
         c: *mut f32,
         rsc: usize,
     ) {
-        tile_6x16(k, alpha, a, b, beta, c, rsc)
+        tile_4x16(k, alpha, a, b, beta, c, rsc)
     }
 
     unsafe fn pack_a(
@@ -94,12 +105,24 @@ pub(super) unsafe fn pack_panel_avx2<const R: usize>(
     sr: usize,
     sp: usize,
 ) {
-    if rows != R || sp != 1 || !R.is_multiple_of(8) {
+    if rows != R || sp != 1 || !(R == 4 || R.is_multiple_of(8)) {
         return pack_panel::<R>(dst, src, rows, depth, sr, sp);
     }
     let whole = depth - depth % 8;
-    for p0 in (0..whole).step_by(8) {
-        for r0 in (0..R).step_by(8) {
+    if R == 4 {
+        for p0 in (0..whole).step_by(8) {
+            // Four rows at depths p0..p0 + 8 become 8 depths of 4 rows: 32 floats in a row.
+            let s = src.add(p0);
+            let rows4 = std::array::from_fn(|i| _mm256_loadu_ps(s.add(i * sr)));
+            for (t, v) in transpose4x8(rows4).into_iter().enumerate() {
+                _mm256_storeu_ps(dst.add(p0 * 4 + t * 8), v);
+            }
+        }
+    }
+    // Eight rows at a time, front to back: with a power-of-two row stride all the rows fall
+    // in one L1 set, and eight of them fit where sixteen would evict each other.
+    for r0 in (0..R).step_by(8).filter(|_| R != 4) {
+        for p0 in (0..whole).step_by(8) {
             // Rows r0..r0 + 8 of S at depths p0..p0 + 8, turned into depths of 8 rows.
             let s = src.add(r0 * sr + p0);
             let rows8 = std::array::from_fn(|i| _mm256_loadu_ps(s.add(i * sr)));
@@ -114,6 +137,27 @@ pub(super) unsafe fn pack_panel_avx2<const R: usize>(
             *dst.add(p * R + i) = *src.add(i * sr + p);
         }
     }
+}
+
+/// Four rows of 8 as 8 columns of 4, laid end to end in four vectors: (c0 c1), (c2 c3),
+/// (c4 c5), (c6 c7), where cⱼ holds element j of each row.
+#[target_feature(enable = "avx2,fma")]
+fn transpose4x8(r: [__m256; 4]) -> [__m256; 4] {
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    // u0 = c0 | c4, u1 = c1 | c5, u2 = c2 | c6, u3 = c3 | c7
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    [
+        _mm256_permute2f128_ps::<0x20>(u0, u1),
+        _mm256_permute2f128_ps::<0x20>(u2, u3),
+        _mm256_permute2f128_ps::<0x31>(u0, u1),
+        _mm256_permute2f128_ps::<0x31>(u2, u3),
+    ]
 }
 
 /// The transpose of an 8 × 8 block held as 8 row vectors: unpack pairs of rows, shuffle

@@ -16,8 +16,8 @@ impl MicroKernel for Portable {
     const MR: usize = MR;
     const NR: usize = NR;
     const KC: usize = 256;
-    const MC: usize = 64;
-    const NC: usize = 1024;
+    const MC: usize = 128;
+    const NC: usize = 512;
 
     unsafe fn tile(
         k: usize,

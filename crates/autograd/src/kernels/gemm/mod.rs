@@ -180,15 +180,27 @@ impl Kernel {
 
     /// The micro-tile MR × NR of the kernel (None for `matrixmultiply`).
     pub fn tile(self) -> Option<(usize, usize)> {
+        self.blocking().map(|(mr, nr, _)| (mr, nr))
+    }
+
+    /// The depth KC of the kernel's packed blocks (None for `matrixmultiply`): sums longer
+    /// than this are split into blocks, which is where tests look for off-by-ones.
+    pub fn depth_block(self) -> Option<usize> {
+        self.blocking().map(|(_, _, kc)| kc)
+    }
+
+    /// (MR, NR, KC).
+    fn blocking(self) -> Option<(usize, usize, usize)> {
         use packed::MicroKernel;
+        fn of<K: MicroKernel>() -> Option<(usize, usize, usize)> {
+            Some((K::MR, K::NR, K::KC))
+        }
         match self {
-            Kernel::Portable => {
-                Some((kernel_portable::Portable::MR, kernel_portable::Portable::NR))
-            }
+            Kernel::Portable => of::<kernel_portable::Portable>(),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => Some((kernel_avx2::Avx2::MR, kernel_avx2::Avx2::NR)),
+            Kernel::Avx2 => of::<kernel_avx2::Avx2>(),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => Some((kernel_avx512::Avx512::MR, kernel_avx512::Avx512::NR)),
+            Kernel::Avx512 => of::<kernel_avx512::Avx512>(),
             #[cfg(not(target_arch = "x86_64"))]
             Kernel::Avx2 | Kernel::Avx512 => None,
             Kernel::MatrixMultiply => None,

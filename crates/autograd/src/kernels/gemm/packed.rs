@@ -125,7 +125,8 @@ pub(super) trait MicroKernel {
 }
 
 /// Packs a `len × depth` slab S, S(r, p) = `src[r·sr + p·sp]`, into panels of R rows:
-/// `dst[(q·depth + p)·R + i]` = S(q·R + i, p), and 0 where q·R + i ≥ len.
+/// `dst[q·L + p·R + i]` = S(q·R + i, p), and 0 where q·R + i ≥ len, with L =
+/// [`panel_len`]`(R, depth)`.
 ///
 /// For A, the slab's rows are A's rows (sr = rs, sp = cs); for B, they are B's columns
 /// (sr = cs, sp = rs). When the rows are contiguous (sr = 1: row-major B, column-major A)
@@ -135,7 +136,7 @@ pub(super) trait MicroKernel {
 ///
 /// # Safety
 /// `src + i·sr + p·sp` is readable for i < len, p < depth; `dst` is writable for
-/// `len.div_ceil(R)·R·depth` f32; `panel` may be called with these pointers.
+/// `len.div_ceil(R)·panel_len(R, depth)` f32; `panel` may be called with these pointers.
 pub(super) unsafe fn pack_panels<const R: usize>(
     dst: *mut f32,
     src: *const f32,
@@ -149,12 +150,12 @@ pub(super) unsafe fn pack_panels<const R: usize>(
             let line = src.add(p * sp);
             for q in 0..whole {
                 let v = line.add(q * R).cast::<[f32; R]>().read_unaligned();
-                dst.add((q * depth + p) * R)
+                dst.add(q * panel_len(R, depth) + p * R)
                     .cast::<[f32; R]>()
                     .write_unaligned(v);
             }
             if rest > 0 {
-                let d = dst.add((whole * depth + p) * R);
+                let d = dst.add(whole * panel_len(R, depth) + p * R);
                 for i in 0..R {
                     *d.add(i) = if i < rest {
                         *line.add(whole * R + i)
@@ -168,7 +169,7 @@ pub(super) unsafe fn pack_panels<const R: usize>(
     }
     for (q, r0) in (0..len).step_by(R).enumerate() {
         panel(
-            dst.add(q * R * depth),
+            dst.add(q * panel_len(R, depth)),
             src.add(r0 * sr),
             R.min(len - r0),
             depth,
@@ -176,6 +177,15 @@ pub(super) unsafe fn pack_panels<const R: usize>(
             sp,
         );
     }
+}
+
+/// Floats of one packed panel of R rows and depth `depth`, padding included.
+///
+/// Panels are R·depth values plus one cache line: with KC = 256 and R = 16 a bare panel is
+/// 16 KiB, so consecutive panels would start in the same L1 set and packing, which writes
+/// to every panel of a block in turn, would keep evicting its own lines.
+pub(super) const fn panel_len(r: usize, depth: usize) -> usize {
+    r * depth + 16
 }
 
 /// Packs one panel: `dst[p·R + i]` = S(i, p) for i < rows (≤ R), zero for i ≥ rows. The
@@ -301,9 +311,10 @@ fn with_buffer<R>(
 struct Shared {
     alpha: f32,
     beta: f32,
-    /// Ã: for depth block pc, the m̃ × kc panels start at `a_pack + pc·m̃`.
+    /// Ã: depth block pc (of KC) starts at `a_pack + (pc / KC)·a_block`, and holds m̃ / MR
+    /// panels of [`panel_len`]`(MR, kc)`.
     a_pack: *const f32,
-    m_pad: usize,
+    a_block: usize,
     k: usize,
     b: RawMat,
     c: *mut f32,
@@ -344,14 +355,15 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
         return;
     }
 
-    let m_pad = m.next_multiple_of(K::MR);
-    with_buffer(&A_PACK, m_pad * k, |a_pack| {
+    let kc_max = K::KC.min(k);
+    let a_block = m.div_ceil(K::MR) * panel_len(K::MR, kc_max);
+    with_buffer(&A_PACK, k.div_ceil(kc_max) * a_block, |a_pack| {
         // 0. Pack all of A: depth block pc holds m̃ × kc, in MR-row panels.
         for pc in (0..k).step_by(K::KC) {
             let kc = K::KC.min(k - pc);
-            // SAFETY: A's view is valid (caller) and a_pack holds m̃·k ≥ pc·m̃ + m̃·kc f32.
+            // SAFETY: A's view is valid (caller), and a_pack holds a block for each pc.
             unsafe {
-                let dst = a_pack.as_mut_ptr().add(pc * m_pad);
+                let dst = a_pack.as_mut_ptr().add(pc / kc_max * a_block);
                 K::pack_a(dst, a.at(0, pc), m, kc, a.rs, a.cs);
             }
         }
@@ -360,7 +372,7 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
             alpha,
             beta,
             a_pack: a_pack.as_ptr(),
-            m_pad,
+            a_block,
             k,
             b,
             c: c.as_mut_ptr(),
@@ -393,13 +405,14 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
 /// The contract of [`gemm`], plus: `rows.start` is a multiple of MR, and no other thread
 /// touches this block of C during the call.
 unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Range<usize>)) {
-    let per_panel = rows.len() <= K::MC;
-    let n_pad = if per_panel {
-        K::NR
+    let per_panel = rows.len() <= K::MC && s.b.rs == 1 && s.b.cs != 1;
+    let panels = if per_panel {
+        1
     } else {
-        K::NC.min(cols.len()).next_multiple_of(K::NR)
+        K::NC.min(cols.len()).div_ceil(K::NR)
     };
-    with_buffer(&B_PACK, K::KC.min(s.k) * n_pad, |b_pack| {
+    let b_len = panels * panel_len(K::NR, K::KC.min(s.k));
+    with_buffer(&B_PACK, b_len, |b_pack| {
         let b_pack = b_pack.as_mut_ptr();
         let b = &s.b;
         // 1. Columns of the block, NC at a time.
@@ -412,7 +425,7 @@ unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Ran
                 if !per_panel {
                     K::pack_b(b_pack, b.at(pc, jc), nc, kc, b.cs, b.rs);
                 }
-                let a_pc = s.a_pack.add(pc * s.m_pad);
+                let a_pc = s.a_pack.add(pc / K::KC * s.a_block);
                 // 3. Rows, MC at a time.
                 for ic in rows.clone().step_by(K::MC) {
                     let mc = K::MC.min(rows.end - ic);
@@ -423,12 +436,12 @@ unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Ran
                             K::pack_b(b_pack, b.at(pc, jc + jr), nr, kc, b.cs, b.rs);
                             b_pack.cast_const()
                         } else {
-                            b_pack.add(jr * kc).cast_const()
+                            b_pack.add(jr / K::NR * panel_len(K::NR, kc)).cast_const()
                         };
                         // 5. MR-row panels of Ã.
                         for ir in (ic..ic + mc).step_by(K::MR) {
                             let mr = K::MR.min(ic + mc - ir);
-                            let a_panel = a_pc.add(ir * kc);
+                            let a_panel = a_pc.add(ir / K::MR * panel_len(K::MR, kc));
                             let c_tile = s.c.add(ir * s.ldc + jc + jr);
                             if mr == K::MR && nr == K::NR {
                                 let (a, b) = (a_panel, b_panel);

@@ -52,6 +52,11 @@ macro_rules! simd_tile {
             const VECS: usize = $nv;
             const LANES: usize = $w;
 
+            // Ask for the tile of C now, so that its lines have arrived by the end.
+            for i in 0..ROWS {
+                _mm_prefetch::<_MM_HINT_T0>(c.add(i * rsc).cast());
+                _mm_prefetch::<_MM_HINT_T0>(c.add(i * rsc + VECS * LANES - 1).cast());
+            }
             // The depth loop: VECS loads and ROWS broadcasts feed ROWS·VECS independent FMAs.
             let mut acc = [[$zero(); VECS]; ROWS];
             for p in 0..k {
