@@ -569,13 +569,9 @@ impl Trainer {
     }
 }
 
-/// σ(x) for each logit x.
+/// D's outputs σ(x) from its logits x, as plain numbers.
 fn probabilities(logits: &Tensor) -> Vec<f32> {
-    logits
-        .data()
-        .iter()
-        .map(|&x| 1.0 / (1.0 + (-x).exp()))
-        .collect()
+    no_grad(|| logits.sigmoid()).to_vec()
 }
 
 fn mean(v: &[f32]) -> f32 {
