@@ -67,7 +67,11 @@ pub enum DataError {
     },
 
     /// A data file does not exist.
-    #[error("file {} does not exist", .path.display())]
+    #[error(
+        "file {} does not exist; an MNIST directory holds {} (gzipped or not)",
+        .path.display(),
+        EXPECTED_FILES.join(", ")
+    )]
     MissingFile {
         /// The file looked for.
         path: PathBuf,
