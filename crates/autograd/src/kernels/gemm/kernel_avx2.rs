@@ -17,7 +17,7 @@
 
 use std::arch::x86_64::*;
 
-use super::packed::{pack_panel, pack_panels, MicroKernel};
+use super::packed::{pack_panel, pack_panels, tile_part, MicroKernel};
 
 /// Rows of the micro-tile.
 const MR: usize = 4;
@@ -59,6 +59,18 @@ impl MicroKernel for Avx2 {
         rsc: usize,
     ) {
         tile_4x16(k, alpha, a, b, beta, c, rsc)
+    }
+
+    unsafe fn tile_part(
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        scalars: (f32, f32),
+        strides: (usize, usize),
+        size: (usize, usize),
+    ) {
+        tile_part_avx2(k, a, b, c, scalars, strides, size)
     }
 
     unsafe fn pack_a(
@@ -193,4 +205,21 @@ fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
         _mm256_permute2f128_ps::<0x31>(u2, u6),
         _mm256_permute2f128_ps::<0x31>(u3, u7),
     ]
+}
+
+/// [`tile_part`] compiled for AVX2, so that its merge runs fused multiply-adds.
+///
+/// # Safety
+/// As `MicroKernel::tile_part`, and the CPU supports the features above.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_part_avx2(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    scalars: (f32, f32),
+    strides: (usize, usize),
+    size: (usize, usize),
+) {
+    tile_part::<Avx2>(k, a, b, c, scalars, strides, size)
 }

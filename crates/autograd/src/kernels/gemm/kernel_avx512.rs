@@ -12,7 +12,7 @@
 use std::arch::x86_64::*;
 
 use super::kernel_avx2::pack_panel_avx2;
-use super::packed::{pack_panels, MicroKernel};
+use super::packed::{pack_panels, tile_part, MicroKernel};
 
 /// Rows of the micro-tile.
 const MR: usize = 8;
@@ -57,6 +57,18 @@ impl MicroKernel for Avx512 {
     }
 
     // Packing is memory-bound; the AVX2 transposes serve here too.
+    unsafe fn tile_part(
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        scalars: (f32, f32),
+        strides: (usize, usize),
+        size: (usize, usize),
+    ) {
+        tile_part_avx512(k, a, b, c, scalars, strides, size)
+    }
+
     unsafe fn pack_a(
         dst: *mut f32,
         src: *const f32,
@@ -84,4 +96,21 @@ impl MicroKernel for Avx512 {
             pack_panel_avx2::<{ NV * 16 }>,
         )
     }
+}
+
+/// [`tile_part`] compiled for AVX-512, so that its merge runs fused multiply-adds.
+///
+/// # Safety
+/// As `MicroKernel::tile_part`, and the CPU supports the features above.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn tile_part_avx512(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    scalars: (f32, f32),
+    strides: (usize, usize),
+    size: (usize, usize),
+) {
+    tile_part::<Avx512>(k, a, b, c, scalars, strides, size)
 }

@@ -4,7 +4,7 @@
 //! The loops have constant trip counts, so the compiler unrolls them and vectorises the
 //! NR columns for the baseline instruction set (SSE2 on x86-64, NEON on aarch64).
 
-use super::packed::{pack_panel, pack_panels, update, MicroKernel};
+use super::packed::{pack_panel, pack_panels, tile_part, update, MicroKernel};
 
 /// The portable kernel.
 pub(super) struct Portable;
@@ -56,6 +56,18 @@ impl MicroKernel for Portable {
                 }
             }
         }
+    }
+
+    unsafe fn tile_part(
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        scalars: (f32, f32),
+        strides: (usize, usize),
+        size: (usize, usize),
+    ) {
+        tile_part::<Self>(k, a, b, c, scalars, strides, size)
     }
 
     unsafe fn pack_a(

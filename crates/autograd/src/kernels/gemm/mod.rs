@@ -38,6 +38,7 @@
 #[macro_use]
 mod simd_tile;
 
+mod gemv;
 #[cfg(target_arch = "x86_64")]
 mod kernel_avx2;
 #[cfg(target_arch = "x86_64")]
@@ -359,7 +360,17 @@ pub fn sgemm_with(
         "gemm: this CPU cannot run the {kernel:?} kernel"
     );
     let par = threading == Threading::Rayon;
-    if a.rows == 0 || b.cols == 0 {
+    let (m, n) = (a.rows, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    // One column or one row of C: a matrix-vector product, which packing would only slow.
+    if kernel != Kernel::MatrixMultiply && (n == 1 || m == 1) {
+        if n == 1 {
+            gemv::gemv(alpha, a, (b.data, b.rs), beta, (c, ldc));
+        } else {
+            gemv::gemv(alpha, b.t(), (a.data, a.cs), beta, (c, 1));
+        }
         return;
     }
     // SAFETY (all arms): `check_operands` proved every element of A and B that the product
@@ -379,8 +390,7 @@ pub fn sgemm_with(
         },
         #[cfg(not(target_arch = "x86_64"))]
         Kernel::Avx2 | Kernel::Avx512 => unreachable!("checked by is_available"),
-        Kernel::MatrixMultiply if par && a.rows > MM_ROW_BLOCK => {
-            let (m, n) = (a.rows, b.cols);
+        Kernel::MatrixMultiply if par && m > MM_ROW_BLOCK => {
             // Trimmed to the last element of C, so that every chunk ends on a row of C.
             c[..(m - 1) * ldc + n]
                 .par_chunks_mut(MM_ROW_BLOCK * ldc)

@@ -55,6 +55,17 @@ impl From<MatRef<'_, f32>> for RawMat {
 }
 
 impl RawMat {
+    /// The transpose (strides swapped).
+    fn t(self) -> RawMat {
+        RawMat {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
     /// Pointer to element (i, j).
     ///
     /// # Safety
@@ -94,6 +105,24 @@ pub(super) trait MicroKernel {
         beta: f32,
         c: *mut f32,
         rsc: usize,
+    );
+
+    /// C ← α·Ã·B̃ + β·C on the top-left `mr × nr` of a tile, for C with any strides:
+    /// element (i, j) of the tile is `c + i·rsc + j·csc`. Used for tiles at the edges of C
+    /// and for a transposed C; implementations call [`tile_part`] from a function compiled
+    /// for their instruction set.
+    ///
+    /// # Safety
+    /// As [`MicroKernel::tile`], except that only `c + i·rsc + j·csc` for i < mr, j < nr
+    /// must be valid.
+    unsafe fn tile_part(
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        scalars: (f32, f32),
+        strides: (usize, usize),
+        size: (usize, usize),
     );
 
     /// Packs a slab of `len` rows of A into MR-row panels: [`pack_panels`] with R = MR.
@@ -251,21 +280,21 @@ const MAX_TILE: usize = 512;
 #[repr(C, align(64))]
 struct TileBuf([f32; MAX_TILE]);
 
-/// A tile at the bottom or right edge of C, `mr × nr` of the kernel's MR × NR: computed
-/// into a buffer, then merged.
+/// [`MicroKernel::tile_part`] for any kernel: the whole MR × NR tile is computed into a
+/// buffer (β = 0), then its `mr × nr` corner is merged into C with [`update`]. Inlined into
+/// each kernel's own `tile_part`, so that `update`'s fused multiply-add compiles to one
+/// instruction there.
 ///
 /// # Safety
-/// As [`MicroKernel::tile`], except that only `c + i·rsc + j` for i < mr, j < nr need be
-/// valid.
-#[allow(clippy::too_many_arguments)]
-unsafe fn edge_tile<K: MicroKernel>(
+/// As [`MicroKernel::tile_part`].
+#[inline(always)]
+pub(super) unsafe fn tile_part<K: MicroKernel>(
     k: usize,
-    alpha: f32,
     a: *const f32,
     b: *const f32,
-    beta: f32,
     c: *mut f32,
-    rsc: usize,
+    (alpha, beta): (f32, f32),
+    (rsc, csc): (usize, usize),
     (mr, nr): (usize, usize),
 ) {
     const { assert!(K::MR * K::NR <= MAX_TILE) };
@@ -273,7 +302,7 @@ unsafe fn edge_tile<K: MicroKernel>(
     K::tile(k, alpha, a, b, 0.0, buf.0.as_mut_ptr(), K::NR);
     for i in 0..mr {
         for j in 0..nr {
-            let cij = c.add(i * rsc + j);
+            let cij = c.add(i * rsc + j * csc);
             *cij = update(beta, *cij, buf.0[i * K::NR + j]);
         }
     }
@@ -317,8 +346,10 @@ struct Shared {
     a_block: usize,
     k: usize,
     b: RawMat,
+    /// C: element (i, j) at `c + i·rsc + j·csc`.
     c: *mut f32,
-    ldc: usize,
+    rsc: usize,
+    csc: usize,
 }
 
 // SAFETY: `Shared` is only read by the tasks; Ã and B are read-only for the whole product,
@@ -327,6 +358,10 @@ unsafe impl Sync for Shared {}
 
 /// C ← α·A·B + β·C with micro-kernel `K`, on the calling thread or (`par`) over blocks of
 /// C on rayon. A is m × k, B is k × n, C row-major with row stride `ldc`.
+///
+/// When C's columns fill the NR-wide tiles badly and its rows fill MR-high tiles well (the
+/// n = 49 pixels of a 7 × 7 convolution), the product is computed as Cᵀ = Bᵀ·Aᵀ into the
+/// same memory, each tile then merged through [`MicroKernel::tile_part`].
 ///
 /// # Safety
 /// - the CPU supports `K`'s instruction set;
@@ -355,6 +390,12 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
         return;
     }
 
+    let (a, b, rsc, csc) = if transpose_pays::<K>(m, n) {
+        (b.t(), a.t(), 1, ldc)
+    } else {
+        (a, b, ldc, 1)
+    };
+    let (m, n) = (a.rows, b.cols);
     let kc_max = K::KC.min(k);
     let a_block = m.div_ceil(K::MR) * panel_len(K::MR, kc_max);
     with_buffer(&A_PACK, k.div_ceil(kc_max) * a_block, |a_pack| {
@@ -376,7 +417,8 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
             k,
             b,
             c: c.as_mut_ptr(),
-            ldc,
+            rsc,
+            csc,
         };
         let blocks = Blocks::new::<K>(m, n, par);
         // SAFETY (both arms): the blocks of `Blocks` tile C without overlap, so each task
@@ -442,13 +484,13 @@ unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Ran
                         for ir in (ic..ic + mc).step_by(K::MR) {
                             let mr = K::MR.min(ic + mc - ir);
                             let a_panel = a_pc.add(ir / K::MR * panel_len(K::MR, kc));
-                            let c_tile = s.c.add(ir * s.ldc + jc + jr);
-                            if mr == K::MR && nr == K::NR {
-                                let (a, b) = (a_panel, b_panel);
-                                K::tile(kc, s.alpha, a, b, beta, c_tile, s.ldc);
+                            let c_tile = s.c.add(ir * s.rsc + (jc + jr) * s.csc);
+                            let (a, b) = (a_panel, b_panel);
+                            if mr == K::MR && nr == K::NR && s.csc == 1 {
+                                K::tile(kc, s.alpha, a, b, beta, c_tile, s.rsc);
                             } else {
-                                let (a, b, edge) = (a_panel, b_panel, (mr, nr));
-                                edge_tile::<K>(kc, s.alpha, a, b, beta, c_tile, s.ldc, edge);
+                                let (scalars, strides) = ((s.alpha, beta), (s.rsc, s.csc));
+                                K::tile_part(kc, a, b, c_tile, scalars, strides, (mr, nr));
                             }
                         }
                     }
@@ -456,6 +498,16 @@ unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Ran
             }
         }
     });
+}
+
+/// Whether computing Cᵀ = Bᵀ·Aᵀ fills the micro-tiles enough better than C = A·B to pay
+/// for merging every tile through a buffer (about a tenth of the tile's time).
+fn transpose_pays<K: MicroKernel>(m: usize, n: usize) -> bool {
+    let filled = |rows: usize, cols: usize| {
+        let share = |len: usize, r: usize| len as f64 / len.next_multiple_of(r) as f64;
+        share(rows, K::MR) * share(cols, K::NR)
+    };
+    filled(n, m) * 0.9 > filled(m, n)
 }
 
 /// Rayon tasks per product, about: enough to balance two or more threads, few enough that
