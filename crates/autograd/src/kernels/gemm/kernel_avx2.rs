@@ -223,3 +223,56 @@ unsafe fn tile_part_avx2(
 ) {
     tile_part::<Avx2>(k, a, b, c, scalars, strides, size)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Kernel;
+    use super::*;
+
+    /// Packs a slab with `panel` into a buffer that starts NaN-filled, so that any element
+    /// the packer forgets shows.
+    fn packed_with(
+        panel: unsafe fn(*mut f32, *const f32, usize, usize, usize, usize),
+        r: usize,
+        src: &[f32],
+        (rows, depth, sr, sp): (usize, usize, usize, usize),
+    ) -> Vec<f32> {
+        let mut dst = vec![f32::NAN; r * depth];
+        // SAFETY: the callers size `src` to hold every (i, p) with i < rows, p < depth, and
+        // `dst` holds r·depth values; `panel` is only an AVX2 packer when the CPU has AVX2.
+        unsafe { panel(dst.as_mut_ptr(), src.as_ptr(), rows, depth, sr, sp) };
+        dst
+    }
+
+    fn check_panel<const R: usize>() {
+        // Full panels in both layouts, ragged depths (the scalar tail after whole 8s) and a
+        // short panel (the portable fallback).
+        for (rows, depth) in [(R, 8), (R, 21), (R, 1), (R.saturating_sub(1).max(1), 13)] {
+            for (sr, sp) in [(depth + 3, 1), (1, R + 2)] {
+                let len = (rows - 1) * sr + (depth - 1) * sp + 1;
+                let src: Vec<f32> = (0..len).map(|v| v as f32).collect();
+                let shape = (rows, depth, sr, sp);
+                let want = packed_with(pack_panel::<R>, R, &src, shape);
+                let got = packed_with(pack_panel_avx2::<R>, R, &src, shape);
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "R = {R}, rows {rows}, depth {depth}, strides ({sr}, {sp})"
+                );
+            }
+        }
+    }
+
+    /// The SIMD packer against the portable one for every panel height any kernel uses
+    /// (4 and 16 here, 8 and 32 for AVX-512, which this machine may lack).
+    #[test]
+    fn simd_packing_matches_portable_packing() {
+        if !Kernel::Avx2.is_available() {
+            return;
+        }
+        check_panel::<4>();
+        check_panel::<8>();
+        check_panel::<16>();
+        check_panel::<32>();
+    }
+}

@@ -1,27 +1,38 @@
 //! The packed f32 GEMM, laid out like BLIS: five loops around a micro-kernel.
 //!
 //! ```text
-//! 0.  pack all of A into Ã: for each depth block, MR-row panels, p-major    Ã: m̃ × k
-//! 1.  for jc in columns of C, NC (or one parallel block) at a time
+//! 0.  pack all of A into Ã: per depth block, MR-row panels, p-major          Ã: m̃ × k
+//! 1.  for jc in the block's columns of C, NC at a time      (a rayon task = a block of C)
 //! 2.    for pc in 0..k, KC at a time
 //!         pack B[pc.., jc..] into B̃: NR-column panels, p-major               B̃: kc × ñc
-//! 3.      for ic in rows of C, MC at a time          (Ã's MC × kc block stays in L2)
-//! 4.        for jr in 0..nc, NR at a time            (B̃'s kc × NR panel stays in L1)
+//! 3.      for ic in the block's rows of C, MC at a time      (Ã's MC × kc block in L2)
+//! 4.        for jr in 0..nc, NR at a time                     (B̃'s kc × NR panel in L1)
 //! 5.          for ir in 0..mc, MR at a time
 //!               micro-kernel: C[ir.., jr..] (MR × NR) ← α·Ã-panel·B̃-panel + β′·C
 //! ```
 //!
 //! β′ is β for the first depth block and 1 after it, so each element of C is summed in a
-//! fixed order: p ascending within a depth block, depth blocks one after the other. Panels
+//! fixed order: p ascending within a depth block, depth blocks one after the other, and
+//! nothing else (not the thread count, not where the blocks of C fall) changes it. Panels
 //! are padded with zeros to whole MR × NR tiles; tiles at the bottom and right edges of C
 //! are computed into a small buffer and only their valid part is merged, with the same
-//! arithmetic as a full tile, so no element depends on where the tile edges fall.
+//! arithmetic as a full tile.
+//!
+//! Choices that differ from textbook BLIS, each for the thin products (m = 32) that make up
+//! most of this project's work, and each measured:
+//! - A is packed once per call (step 0), not once per column block, so that rayon tasks
+//!   (blocks of columns of C) share Ã instead of each packing it again.
+//! - When B must be transposed while packing (the input gradient G·Wᵀ) and the block has
+//!   at most MC rows, each NR-column panel is packed just before its tiles (in step 4)
+//!   into a buffer that stays in L1, rather than the whole kc × nc block first.
+//! - Packed panels are padded by one cache line, so that panels 16 KiB apart do not all
+//!   start in the same L1 set.
+//! - When C's columns fill NR-wide tiles badly and its rows fill MR-high tiles well (the
+//!   n = 49 pixels of a 7 × 7 convolution), Cᵀ = Bᵀ·Aᵀ is computed into the same memory.
 //!
 //! Packing reads A and B through their strides, so a transposed operand costs one strided
-//! pass here and nothing in the micro-kernel. A is packed once per call rather than once
-//! per column block, because the products of this project are mostly thin (m = 32): the
-//! rayon tasks (blocks of columns of C) share Ã and each packs its own slice of B. Packing
-//! buffers live in thread-locals and are reused across calls.
+//! pass here and nothing in the micro-kernel. Packing buffers live in thread-locals and
+//! are reused across calls.
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -438,10 +449,13 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
 /// Loops 1–5 over one block of C (rows × cols), packing B̃ in this thread's buffer.
 ///
 /// When the block has at most MC rows, loop 3 runs once and each NR-column panel of B is
-/// used by only ⌈rows / MR⌉ tiles (6 for m = 32): the panel is then packed just before
-/// its tiles, into a buffer that stays in L1, instead of packing the whole kc × nc block
-/// first and reading it back from L2. (Reading B in place is worse: with n a power of two
-/// its rows alias the same L1 sets.)
+/// used by only ⌈rows / MR⌉ tiles (8 for m = 32). If B is also stored transposed (Wᵀ of
+/// an input gradient), its panels are packed one at a time just before their tiles, into a
+/// buffer that stays in L1: each panel reads NR rows of W front to back, which the
+/// prefetcher follows. For row-major B the whole kc × nc block is packed first, reading
+/// rows of B front to back; panel by panel would read one cache line per row of B, rows
+/// that for n a power of two all fall in the same L1 set. (Reading B in place, unpacked,
+/// measured worse for the same reason.)
 ///
 /// # Safety
 /// The contract of [`gemm`], plus: `rows.start` is a multiple of MR, and no other thread
