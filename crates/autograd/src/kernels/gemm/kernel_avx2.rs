@@ -58,7 +58,20 @@ impl MicroKernel for Avx2 {
         c: *mut f32,
         rsc: usize,
     ) {
-        tile_4x16(k, alpha, a, b, beta, c, rsc)
+        let no_copy = std::ptr::null_mut();
+        tile_4x16::<false>(k, a, (b, NV * 8), no_copy, c, rsc, (alpha, beta))
+    }
+
+    unsafe fn tile_packing_b(
+        k: usize,
+        a: *const f32,
+        b: (*const f32, usize),
+        b_copy: *mut f32,
+        c: *mut f32,
+        rsc: usize,
+        scalars: (f32, f32),
+    ) {
+        tile_4x16::<true>(k, a, b, b_copy, c, rsc, scalars)
     }
 
     unsafe fn tile_part(

@@ -53,10 +53,23 @@ impl MicroKernel for Avx512 {
         c: *mut f32,
         rsc: usize,
     ) {
-        tile_8x32(k, alpha, a, b, beta, c, rsc)
+        let no_copy = std::ptr::null_mut();
+        tile_8x32::<false>(k, a, (b, NV * 16), no_copy, c, rsc, (alpha, beta))
     }
 
     // Packing is memory-bound; the AVX2 transposes serve here too.
+    unsafe fn tile_packing_b(
+        k: usize,
+        a: *const f32,
+        b: (*const f32, usize),
+        b_copy: *mut f32,
+        c: *mut f32,
+        rsc: usize,
+        scalars: (f32, f32),
+    ) {
+        tile_8x32::<true>(k, a, b, b_copy, c, rsc, scalars)
+    }
+
     unsafe fn tile_part(
         k: usize,
         a: *const f32,

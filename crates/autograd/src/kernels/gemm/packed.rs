@@ -118,6 +118,30 @@ pub(super) trait MicroKernel {
         rsc: usize,
     );
 
+    /// [`MicroKernel::tile`] with B̃'s panel read from row-major B itself (row p at
+    /// `b.0 + p·b.1`) and copied to `b_copy` (k·NR values, as [`pack_panel`] would write)
+    /// while it is used: the first tile of a panel packs it for the tiles after it, saving
+    /// a separate pass over B whose loads would wait on memory with nothing to hide them.
+    ///
+    /// # Safety
+    /// As [`MicroKernel::tile`], with `b.0 + p·b.1 + j` readable for p < k, j < NR and
+    /// `b_copy` writable for k·NR f32.
+    unsafe fn tile_packing_b(
+        k: usize,
+        a: *const f32,
+        b: (*const f32, usize),
+        b_copy: *mut f32,
+        c: *mut f32,
+        rsc: usize,
+        (alpha, beta): (f32, f32),
+    ) {
+        let (src, ldb) = b;
+        for p in 0..k {
+            std::ptr::copy_nonoverlapping(src.add(p * ldb), b_copy.add(p * Self::NR), Self::NR);
+        }
+        Self::tile(k, alpha, a, b_copy, beta, c, rsc)
+    }
+
     /// C ← α·Ã·B̃ + β·C on the top-left `mr × nr` of a tile, for C with any strides:
     /// element (i, j) of the tile is `c + i·rsc + j·csc`. Used for tiles at the edges of C
     /// and for a transposed C; implementations call [`tile_part`] from a function compiled
@@ -446,31 +470,42 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
     });
 }
 
-/// Loops 1–5 over one block of C (rows × cols), packing B̃ in this thread's buffer.
-///
-/// When the block has at most MC rows, loop 3 runs once and each NR-column panel of B is
-/// used by only ⌈rows / MR⌉ tiles (8 for m = 32). If B is also stored transposed (Wᵀ of
-/// an input gradient), its panels are packed one at a time just before their tiles, into a
-/// buffer that stays in L1: each panel reads NR rows of W front to back, which the
-/// prefetcher follows. For row-major B the whole kc × nc block is packed first, reading
-/// rows of B front to back; panel by panel would read one cache line per row of B, rows
-/// that for n a power of two all fall in the same L1 set. (Reading B in place, unpacked,
-/// measured worse for the same reason.)
+/// How one block's B̃ gets packed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PackB {
+    /// Row-major B: each NR-column panel by the first tile that uses it
+    /// ([`MicroKernel::tile_packing_b`]), so that waiting on B's rows overlaps arithmetic.
+    FirstTile,
+    /// Transposed B (as Wᵀ in an input gradient) and at most MC rows: each panel just
+    /// before its tiles, into a one-panel buffer that stays in L1. It reads NR rows of W
+    /// front to back, which the prefetcher follows.
+    PerPanel,
+    /// Otherwise: the whole kc × nc block before loop 3.
+    Block,
+}
+
+/// Loops 1–4 over one block of C (rows × cols), packing B̃ in this thread's buffer; loop
+/// 5 is [`panel_tiles`].
 ///
 /// # Safety
 /// The contract of [`gemm`], plus: `rows.start` is a multiple of MR, and no other thread
 /// touches this block of C during the call.
 unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Range<usize>)) {
-    let per_panel = rows.len() <= K::MC && s.b.rs == 1 && s.b.cs != 1;
-    let panels = if per_panel {
-        1
+    let b = &s.b;
+    let mode = if b.cs == 1 {
+        PackB::FirstTile
+    } else if rows.len() <= K::MC && b.rs == 1 {
+        PackB::PerPanel
     } else {
-        K::NC.min(cols.len()).div_ceil(K::NR)
+        PackB::Block
+    };
+    let panels = match mode {
+        PackB::PerPanel => 1,
+        _ => K::NC.min(cols.len()).div_ceil(K::NR),
     };
     let b_len = panels * panel_len(K::NR, K::KC.min(s.k));
     with_buffer(&B_PACK, b_len, |b_pack| {
         let b_pack = b_pack.as_mut_ptr();
-        let b = &s.b;
         // 1. Columns of the block, NC at a time.
         for jc in cols.clone().step_by(K::NC) {
             let nc = K::NC.min(cols.end - jc);
@@ -478,7 +513,7 @@ unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Ran
             for pc in (0..s.k).step_by(K::KC) {
                 let kc = K::KC.min(s.k - pc);
                 let beta = if pc == 0 { s.beta } else { 1.0 };
-                if !per_panel {
+                if mode == PackB::Block {
                     K::pack_b(b_pack, b.at(pc, jc), nc, kc, b.cs, b.rs);
                 }
                 let a_pc = s.a_pack.add(pc / K::KC * s.a_block);
@@ -488,30 +523,61 @@ unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Ran
                     // 4. NR-column panels of B̃.
                     for jr in (0..nc).step_by(K::NR) {
                         let nr = K::NR.min(nc - jr);
-                        let b_panel = if per_panel {
-                            K::pack_b(b_pack, b.at(pc, jc + jr), nr, kc, b.cs, b.rs);
-                            b_pack.cast_const()
-                        } else {
-                            b_pack.add(jr / K::NR * panel_len(K::NR, kc)).cast_const()
-                        };
-                        // 5. MR-row panels of Ã.
-                        for ir in (ic..ic + mc).step_by(K::MR) {
-                            let mr = K::MR.min(ic + mc - ir);
-                            let a_panel = a_pc.add(ir / K::MR * panel_len(K::MR, kc));
-                            let c_tile = s.c.add(ir * s.rsc + (jc + jr) * s.csc);
-                            let (a, b) = (a_panel, b_panel);
-                            if mr == K::MR && nr == K::NR && s.csc == 1 {
-                                K::tile(kc, s.alpha, a, b, beta, c_tile, s.rsc);
-                            } else {
-                                let (scalars, strides) = ((s.alpha, beta), (s.rsc, s.csc));
-                                K::tile_part(kc, a, b, c_tile, scalars, strides, (mr, nr));
+                        let src = b.at(pc, jc + jr);
+                        let mut panel = b_pack.add(jr / K::NR * panel_len(K::NR, kc));
+                        let mut fuse = None;
+                        match mode {
+                            PackB::Block => {}
+                            PackB::PerPanel => {
+                                panel = b_pack;
+                                K::pack_b(panel, src, nr, kc, b.cs, b.rs);
                             }
+                            // Packed during the first block of rows, then reused.
+                            PackB::FirstTile if ic == rows.start => {
+                                if nr == K::NR && mc >= K::MR && s.csc == 1 {
+                                    fuse = Some((src, b.rs));
+                                } else {
+                                    K::pack_b(panel, src, nr, kc, b.cs, b.rs);
+                                }
+                            }
+                            PackB::FirstTile => {}
                         }
+                        let (a_rows, c_cols) = ((ic, mc), (jc + jr, nr));
+                        panel_tiles::<K>(s, (a_pc, a_rows), (panel, fuse), c_cols, (kc, beta));
                     }
                 }
             }
         }
     });
+}
+
+/// Loop 5: the tiles of rows `ic..ic + mc` against one B̃ panel (of columns `j0..j0 + nr`
+/// of C). With `fuse` = (B's panel, its row stride), the first tile packs the panel.
+///
+/// # Safety
+/// As [`run_block`]; `panel` holds the packed panel (or room for it, with `fuse`).
+unsafe fn panel_tiles<K: MicroKernel>(
+    s: &Shared,
+    (a_pc, (ic, mc)): (*const f32, (usize, usize)),
+    (panel, mut fuse): (*mut f32, Option<(*const f32, usize)>),
+    (j0, nr): (usize, usize),
+    (kc, beta): (usize, f32),
+) {
+    for ir in (ic..ic + mc).step_by(K::MR) {
+        let mr = K::MR.min(ic + mc - ir);
+        let a = a_pc.add(ir / K::MR * panel_len(K::MR, kc));
+        let c = s.c.add(ir * s.rsc + j0 * s.csc);
+        let scalars = (s.alpha, beta);
+        if mr == K::MR && nr == K::NR && s.csc == 1 {
+            match fuse.take() {
+                Some(src) => K::tile_packing_b(kc, a, src, panel, c, s.rsc, scalars),
+                None => K::tile(kc, s.alpha, a, panel, beta, c, s.rsc),
+            }
+        } else {
+            let strides = (s.rsc, s.csc);
+            K::tile_part(kc, a, panel, c, scalars, strides, (mr, nr));
+        }
+    }
 }
 
 /// Whether computing Cᵀ = Bᵀ·Aᵀ fills the micro-tiles enough better than C = A·B to pay

@@ -15,8 +15,10 @@
 //! MR·NV accumulators stay in registers for the whole depth; C is read and written once,
 //! at the end: C ← α·acc + β·C, as one multiply and one fused multiply-add per vector.
 
-/// Defines `unsafe fn $name(k, alpha, a, b, beta, c, rsc)`, the MR × NV·W micro-kernel
-/// with the contract of `MicroKernel::tile`, compiled for target features `$feat`.
+/// Defines `unsafe fn $name::<COPY_B>(k, a, (b, ldb), b_copy, c, rsc, (α, β))`, the
+/// MR × NV·W micro-kernel compiled for target features `$feat`. B̃'s row p is read at
+/// `b + p·ldb`; with `COPY_B` each row is also stored to `b_copy + p·NR` as it is used,
+/// which packs a panel of row-major B during the tile that first needs it.
 macro_rules! simd_tile {
     (
         $(#[$doc:meta])*
@@ -35,18 +37,18 @@ macro_rules! simd_tile {
         $(#[$doc])*
         ///
         /// # Safety
-        /// The contract of `MicroKernel::tile`: the CPU has the features above; `a` holds
-        /// MR·k and `b` k·NR readable f32; the MR × NR tile at `c` (row stride `rsc`) is
-        /// writable, and readable when β ≠ 0.
+        /// The CPU has the features above; `a` holds MR·k readable f32; `b + p·ldb + j` is
+        /// readable for p < k, j < NR; with `COPY_B`, `b_copy` is writable for k·NR f32;
+        /// the MR × NR tile at `c` (row stride `rsc`) is writable, and readable when β ≠ 0.
         #[target_feature(enable = $feat)]
-        pub(super) unsafe fn $name(
+        pub(super) unsafe fn $name<const COPY_B: bool>(
             k: usize,
-            alpha: f32,
             a: *const f32,
-            b: *const f32,
-            beta: f32,
+            (b, ldb): (*const f32, usize),
+            b_copy: *mut f32,
             c: *mut f32,
             rsc: usize,
+            (alpha, beta): (f32, f32),
         ) {
             const ROWS: usize = $mr;
             const VECS: usize = $nv;
@@ -60,10 +62,13 @@ macro_rules! simd_tile {
             // The depth loop: VECS loads and ROWS broadcasts feed ROWS·VECS independent FMAs.
             let mut acc = [[$zero(); VECS]; ROWS];
             for p in 0..k {
-                let (a_p, b_p) = (a.add(p * ROWS), b.add(p * VECS * LANES));
+                let (a_p, b_p) = (a.add(p * ROWS), b.add(p * ldb));
                 let mut b_v = [$zero(); VECS];
                 for v in 0..VECS {
                     b_v[v] = $load(b_p.add(v * LANES));
+                    if COPY_B {
+                        $store(b_copy.add(p * VECS * LANES + v * LANES), b_v[v]);
+                    }
                 }
                 for i in 0..ROWS {
                     let a_i = $splat(*a_p.add(i));
