@@ -11,14 +11,20 @@
 //! # How it is computed
 //!
 //! - [`gemm_naive`]: the triple loop, the version to read first and the oracle of the tests.
-//! - f32: a packed GEMM laid out like BLIS ([`packed`]): A and B are copied into panels that
-//!   the micro-kernel reads contiguously, whatever their strides, so A·Bᵀ and Aᵀ·B cost the
-//!   same as A·B. One micro-kernel per instruction set: AVX-512, AVX2 + FMA and portable Rust.
+//! - f32: a packed GEMM laid out like BLIS (`packed.rs`): five numbered loops copy A and B
+//!   into panels that a micro-kernel reads contiguously, whatever their strides, so A·Bᵀ
+//!   and Aᵀ·B cost what A·B costs. One micro-kernel per instruction set — AVX-512F 8 × 32,
+//!   AVX2 + FMA 4 × 16, portable Rust 4 × 8 — written once as a macro over the vector type
+//!   (`simd_tile.rs`). Products with one row or one column of C skip packing and run as
+//!   matrix-vector products (`gemv.rs`).
 //! - f64 (used by gradient checks only) runs on the `matrixmultiply` crate.
 //!
-//! [`Kernel::selected`] picks the micro-kernel once per process, from the CPU's features;
-//! [`sgemm_with`] runs a chosen one, which is how the tests exercise the portable kernel
-//! on machines with AVX-512.
+//! [`sgemm_with`] is the one dispatch point. [`Kernel::selected`] picks the micro-kernel once
+//! per process from the CPU's features; passing another [`Kernel`] is how the tests run the
+//! portable kernel on machines with AVX-512, and how the benchmark compares against
+//! `matrixmultiply`. Measured on one Zen 3 core at every W1 and W2 shape and layout and on
+//! squares, the packed kernel matched or beat `matrixmultiply` everywhere (by 1.1–1.4× on
+//! most, 1.3× on A·Bᵀ), so no shape is routed to `matrixmultiply`.
 //!
 //! # Environment
 //!
@@ -467,8 +473,12 @@ macro_rules! mm_call {
 mm_call!(mm_sgemm, f32, matrixmultiply::sgemm);
 mm_call!(mm_dgemm, f64, matrixmultiply::dgemm);
 
-/// The naive triple loop, kept as the test oracle and as the version to read first:
-/// C[i][j] ← α·Σₚ A[i][p]·B[p][j] + β·C[i][j] for a contiguous row-major C (ldc = n).
+/// The naive triple loop, kept as the test oracle and as the version to read first, for a
+/// contiguous row-major C (ldc = n):
+///
+/// ```text
+/// C[i][j] ← α·Σₚ A[i][p]·B[p][j] + β·C[i][j]
+/// ```
 pub fn gemm_naive<T: Float>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T]) {
     gemm_naive_ldc(alpha, a, b, beta, c, b.cols);
 }
