@@ -590,12 +590,8 @@ fn transpose_pays<K: MicroKernel>(m: usize, n: usize) -> bool {
     filled(n, m) * 0.9 > filled(m, n)
 }
 
-/// Rayon tasks per product, about: enough to balance two or more threads, few enough that
-/// each task still streams whole panels.
-const PAR_BLOCKS: usize = 24;
-
-/// How C is cut into blocks: rows in blocks of `mb`, columns in blocks of `nb`. Sizes
-/// depend on the shape and the kernel only, never on the thread count.
+/// How C is cut into blocks for rayon: rows in blocks of `mb`, columns in blocks of `nb`.
+/// Sizes depend on the shape and the kernel only, never on the thread count.
 struct Blocks {
     m: usize,
     n: usize,
@@ -604,15 +600,25 @@ struct Blocks {
 }
 
 impl Blocks {
+    /// - Thin products (m ≤ MC, as every W1 forward): columns, in about 24 blocks of whole
+    ///   panels. Ã is small and shared, so fine blocks cost nothing and balance well.
+    /// - Wider than tall: columns, in about 8 blocks of at least 128, so that each block
+    ///   of Ã fetched from L3 serves enough panels.
+    /// - Taller than wide (weight gradients, m = fan-in): rows, in about 8 blocks of at
+    ///   least 64, since each block packs all of B again.
     fn new<K: MicroKernel>(m: usize, n: usize, par: bool) -> Self {
-        let per_block = |tiles: usize| tiles.div_ceil(PAR_BLOCKS).max(1);
+        // `len` cut into about `blocks` blocks of whole `r`-tiles, each at least `min` long.
+        let split = |len: usize, r: usize, blocks: usize, min: usize| {
+            r * len.div_ceil(r).div_ceil(blocks).max(min.div_ceil(r))
+        };
         let (mb, nb) = if !par {
             (m, n)
+        } else if n >= m && m <= K::MC {
+            (m, split(n, K::NR, 24, 1))
         } else if n >= m {
-            // Thin products (m = 32): split the columns; every task shares Ã.
-            (m, K::NR * per_block(n.div_ceil(K::NR)))
+            (m, split(n, K::NR, 8, 128))
         } else {
-            (K::MR * per_block(m.div_ceil(K::MR)), n)
+            (split(m, K::MR, 8, 64), n)
         };
         Blocks { m, n, mb, nb }
     }
