@@ -266,12 +266,14 @@ fn zero_depth_scales_c_by_beta() {
 
 #[test]
 fn parallel_blocks_match_naive() {
-    // Wide products split over columns, tall ones over rows, both into many blocks.
+    // Thin and wide products split over columns, tall ones over rows, each into several
+    // blocks (m = 200 is above every kernel's MC).
     let shapes = [
         (32, 100, 256),
         (32, 64, 1000),
         (300, 40, 33),
         (67, 300, 130),
+        (200, 30, 300),
     ];
     for kernel in Kernel::available() {
         for (m, k, n) in shapes {
