@@ -5,5 +5,7 @@
 //! document as a string; the example binary decides where to write it.
 
 pub mod backprop;
+pub mod js_saturation;
 pub mod kl_asymmetry;
+pub mod mode_collapse;
 pub mod optimal_discriminator;

@@ -13,7 +13,8 @@
 //! - [`models`] builds the `mlp` and `dcgan` generators and discriminators;
 //! - [`train`] runs the adversarial loop over any [`train::Gan`] and data source, and
 //!   saves and restores its whole state;
-//! - [`samples`] writes generated images as an IDX file or a PNG grid.
+//! - [`samples`] writes generated images as an IDX file or a PNG grid;
+//! - [`remedies`] holds layers a discriminator can add against mode collapse.
 #![warn(missing_docs)]
 #![allow(clippy::needless_range_loop)]
 
@@ -22,5 +23,6 @@ pub mod history;
 pub mod images;
 pub mod mnist;
 pub mod models;
+pub mod remedies;
 pub mod samples;
 pub mod train;
