@@ -379,36 +379,49 @@ pub fn sgemm_with(
         }
         return;
     }
-    // SAFETY (all arms): `check_operands` proved every element of A and B that the product
-    // reads, and every element of C it writes, lies inside its slice; C is borrowed mutably,
-    // so nothing else aliases it; `is_available` proved the CPU runs the kernel.
-    match kernel {
-        Kernel::Portable => unsafe {
-            packed::gemm::<kernel_portable::Portable>(par, alpha, a.into(), b.into(), beta, c, ldc)
-        },
+    let packed: PackedGemm = match kernel {
+        Kernel::Portable => packed::gemm::<kernel_portable::Portable>,
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => unsafe {
-            packed::gemm::<kernel_avx2::Avx2>(par, alpha, a.into(), b.into(), beta, c, ldc)
-        },
+        Kernel::Avx2 => packed::gemm::<kernel_avx2::Avx2>,
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe {
-            packed::gemm::<kernel_avx512::Avx512>(par, alpha, a.into(), b.into(), beta, c, ldc)
-        },
+        Kernel::Avx512 => packed::gemm::<kernel_avx512::Avx512>,
         #[cfg(not(target_arch = "x86_64"))]
         Kernel::Avx2 | Kernel::Avx512 => unreachable!("checked by is_available"),
-        Kernel::MatrixMultiply if par && m > MM_ROW_BLOCK => {
-            // Trimmed to the last element of C, so that every chunk ends on a row of C.
-            c[..(m - 1) * ldc + n]
-                .par_chunks_mut(MM_ROW_BLOCK * ldc)
-                .enumerate()
-                .for_each(|(blk, c_blk)| {
-                    let rows = (c_blk.len() + ldc - n) / ldc;
-                    let a_blk = a.rows_range(blk * MM_ROW_BLOCK, rows);
-                    mm_sgemm(alpha, a_blk, b, beta, c_blk, ldc);
-                });
-        }
-        Kernel::MatrixMultiply => mm_sgemm(alpha, a, b, beta, c, ldc),
+        Kernel::MatrixMultiply => return mm_sgemm_threaded(par, alpha, a, b, beta, c, ldc),
+    };
+    // SAFETY: `check_operands` proved that every element of A and B the product reads, and
+    // every element of C it writes, lies inside its slice, and that A's columns match B's
+    // rows; C is borrowed mutably, so nothing else aliases it, and A and B are borrowed,
+    // so nothing writes them; `is_available` proved that the CPU runs the kernel.
+    unsafe { packed(par, alpha, a.into(), b.into(), beta, c, ldc) }
+}
+
+/// [`packed::gemm`] for one micro-kernel.
+type PackedGemm = unsafe fn(bool, f32, packed::RawMat, packed::RawMat, f32, &mut [f32], usize);
+
+/// The `matrixmultiply` path, over blocks of rows on rayon when `par`.
+fn mm_sgemm_threaded(
+    par: bool,
+    alpha: f32,
+    a: MatRef<f32>,
+    b: MatRef<f32>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (m, n) = (a.rows, b.cols);
+    if !par || m <= MM_ROW_BLOCK {
+        return mm_sgemm(alpha, a, b, beta, c, ldc);
     }
+    // Trimmed to the last element of C, so that every chunk ends on a row of C.
+    c[..(m - 1) * ldc + n]
+        .par_chunks_mut(MM_ROW_BLOCK * ldc)
+        .enumerate()
+        .for_each(|(blk, c_blk)| {
+            let rows = (c_blk.len() + ldc - n) / ldc;
+            let a_blk = a.rows_range(blk * MM_ROW_BLOCK, rows);
+            mm_sgemm(alpha, a_blk, b, beta, c_blk, ldc);
+        });
 }
 
 /// Rows of C per rayon task on the `matrixmultiply` path.

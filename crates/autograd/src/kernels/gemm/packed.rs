@@ -456,16 +456,16 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
             csc,
         };
         let blocks = Blocks::new::<K>(m, n, par);
-        // SAFETY (both arms): the blocks of `Blocks` tile C without overlap, so each task
-        // writes elements no other task touches; the rest is the caller's contract.
+        let run = |t: usize| {
+            // SAFETY: the blocks of `Blocks` tile C without overlap and start on multiples
+            // of MR, so each task writes elements no other task touches; Ã is packed and
+            // only read from here on; the rest is the caller's contract.
+            unsafe { run_block::<K>(&shared, blocks.get(t)) }
+        };
         if par && blocks.count() > 1 {
-            (0..blocks.count())
-                .into_par_iter()
-                .for_each(|t| unsafe { run_block::<K>(&shared, blocks.get(t)) });
+            (0..blocks.count()).into_par_iter().for_each(run);
         } else {
-            for t in 0..blocks.count() {
-                unsafe { run_block::<K>(&shared, blocks.get(t)) };
-            }
+            (0..blocks.count()).for_each(run);
         }
     });
 }
