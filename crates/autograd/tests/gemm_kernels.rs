@@ -180,9 +180,15 @@ fn every_kernel_handles_depths_around_the_packed_block() {
 
 #[test]
 fn products_spanning_several_blocks_of_rows_columns_and_depth() {
-    // More rows than MC, more columns than NC, more depth than KC, for every kernel here.
+    // More rows than MC, more columns than NC, more depth than KC, for every kernel here;
+    // and n = 33 with a deep k, which the SIMD kernels compute as Cᵀ = Bᵀ·Aᵀ.
     for kernel in Kernel::available() {
-        for (m, k, n) in [(400, 600, 70), (9, 20, 1100), (200, 1030, 40)] {
+        for (m, k, n) in [
+            (400, 600, 70),
+            (9, 20, 1100),
+            (200, 1030, 40),
+            (128, 1100, 33),
+        ] {
             for layout in LAYOUTS {
                 let case = Case {
                     m,

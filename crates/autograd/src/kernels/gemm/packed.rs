@@ -425,7 +425,7 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
         return;
     }
 
-    let (a, b, rsc, csc) = if transpose_pays::<K>(m, n) {
+    let (a, b, rsc, csc) = if transpose_pays::<K>(m, k, n) {
         (b.t(), a.t(), 1, ldc)
     } else {
         (a, b, ldc, 1)
@@ -581,13 +581,15 @@ unsafe fn panel_tiles<K: MicroKernel>(
 }
 
 /// Whether computing Cᵀ = Bᵀ·Aᵀ fills the micro-tiles enough better than C = A·B to pay
-/// for merging every tile through a buffer (about a tenth of the tile's time).
-fn transpose_pays<K: MicroKernel>(m: usize, n: usize) -> bool {
+/// for merging every tile through a buffer, element by element: about as long as 80 of the
+/// tile's depth steps, once per depth block.
+fn transpose_pays<K: MicroKernel>(m: usize, k: usize, n: usize) -> bool {
     let filled = |rows: usize, cols: usize| {
         let share = |len: usize, r: usize| len as f64 / len.next_multiple_of(r) as f64;
         share(rows, K::MR) * share(cols, K::NR)
     };
-    filled(n, m) * 0.9 > filled(m, n)
+    let merge = 1.0 + 80.0 / k.min(K::KC) as f64;
+    filled(n, m) > filled(m, n) * merge
 }
 
 /// How C is cut into blocks for rayon: rows in blocks of `mb`, columns in blocks of `nb`.
