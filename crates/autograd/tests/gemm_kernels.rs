@@ -356,6 +356,7 @@ fn results_do_not_depend_on_the_thread_count() {
         (32, 1024, 784),
         (512, 32, 1024),
         (300, 700, 200),
+        (128, 1024, 49),
     ] {
         for b_t in [false, true] {
             let one = gemm_on_threads(1, m, k, n, b_t);
