@@ -451,7 +451,11 @@ impl fmt::Display for Report {
             )?;
         }
         if self.mlp.is_some() {
-            writeln!(f, "\n(Where neither density has mass, V does not constrain D: the MLP stays flat there,")?;
+            writeln!(
+                f,
+                "\n(Where neither density has mass, V does not constrain D: the MLP stays flat \
+                 there,"
+            )?;
             writeln!(
                 f,
                 " while the quadratic logit follows D* because its shape is the formula's.)"
