@@ -71,7 +71,7 @@ fn binary<T: Float>(
                 g,
                 rule,
             );
-            x.accumulate_grad_vec(sum_to_shape(&full, &out_shape, x.shape()));
+            x.accumulate_grad_vec(sum_to_shape(full, &out_shape, x.shape()));
         }
     });
     Tensor::from_op(out, y, gf)

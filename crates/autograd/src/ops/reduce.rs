@@ -12,25 +12,28 @@ use crate::tensor::Tensor;
 /// Sums `x` (of shape `shape`) over `axes`, keeping them as size 1. One axis at a time, each
 /// pass a serial loop in a fixed order, so the result is deterministic.
 pub(crate) fn sum_axes_keep<T: Float>(x: &[T], shape: &[usize], axes: &[usize]) -> Vec<T> {
-    let mut cur = x.to_vec();
+    // The first pass reads `x` directly; later passes read the previous pass's result.
+    let mut cur: Option<Vec<T>> = None;
     let mut cur_shape = shape.to_vec();
     for &ax in axes {
         let outer = numel(&cur_shape[..ax]);
         let inner = numel(&cur_shape[ax + 1..]);
-        cur = sum_middle(&cur, outer, cur_shape[ax], inner);
+        let src = cur.as_deref().unwrap_or(x);
+        cur = Some(sum_middle(src, outer, cur_shape[ax], inner));
         cur_shape[ax] = 1;
     }
-    cur
+    cur.unwrap_or_else(|| x.to_vec())
 }
 
-/// Sums a gradient of shape `from` down to shape `to`, undoing a broadcast.
-pub fn sum_to_shape<T: Float>(g: &[T], from: &[usize], to: &[usize]) -> Vec<T> {
+/// Sums a gradient of shape `from` down to shape `to`, undoing a broadcast. When nothing was
+/// broadcast the gradient is returned as it is, without a copy.
+pub fn sum_to_shape<T: Float>(g: Vec<T>, from: &[usize], to: &[usize]) -> Vec<T> {
     if from == to {
-        return g.to_vec();
+        return g;
     }
     // Axes that `to` lacks in front are summed too; the keepdims result has numel(to) values
     // in the right order.
-    sum_axes_keep(g, from, &broadcast_axes(to, from))
+    sum_axes_keep(&g, from, &broadcast_axes(to, from))
 }
 
 /// Repeats `g` (shape `small`, which broadcasts to `big`) up to shape `big`.
