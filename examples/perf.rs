@@ -4,7 +4,11 @@
 //!
 //! ```sh
 //! cargo run --release --example perf -- [--peers ../shared/peers] [--quick]
+//!     [--only w1|w2] [--threads N] [--no-gemm]
 //! ```
+//!
+//! `--only` times one workload, `--threads` one thread count (default: 1 and 2), and
+//! `--no-gemm` skips the ceiling and the GEMM table: handy under a profiler.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -87,12 +91,51 @@ fn main() {
         .position(|a| a == "--peers")
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from);
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let only = value("--only");
+    let thread_counts: Vec<usize> = match value("--threads") {
+        Some(t) => match t.parse() {
+            Ok(n) if n > 0 => vec![n],
+            _ => {
+                eprintln!("error: --threads expects a positive whole number, got {t:?}");
+                std::process::exit(2)
+            }
+        },
+        None => vec![1, 2],
+    };
+    if let Some(o) = &only {
+        if o != "w1" && o != "w2" {
+            eprintln!("error: --only expects w1 or w2, got {o:?}");
+            std::process::exit(2)
+        }
+    }
+    let run_w1 = only.as_deref() != Some("w2");
+    let run_w2 = only.as_deref() != Some("w1");
     let data_dir = gan::mnist::default_data_dir();
     let mnist = gan::mnist::Mnist::load_train(&data_dir).unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(1)
     });
 
+    if !args.iter().any(|a| a == "--no-gemm") {
+        gemm_table(quick);
+    }
+    iteration_table(
+        &mnist,
+        quick,
+        &thread_counts,
+        run_w1,
+        run_w2,
+        peers.as_deref(),
+    );
+}
+
+fn gemm_table(quick: bool) {
     let ceiling = pool(1).install(|| fma_ceiling_gflops(1000));
     println!("FMA ceiling, one core: {ceiling:.1} GFLOP/s (f32)\n");
 
@@ -121,21 +164,33 @@ fn main() {
             cells[2]
         );
     }
+}
 
+fn iteration_table(
+    mnist: &gan::mnist::Mnist,
+    quick: bool,
+    thread_counts: &[usize],
+    run_w1: bool,
+    run_w2: bool,
+    peers: Option<&std::path::Path>,
+) {
     let (w1_iters, w2_iters) = if quick { (40, 4) } else { (400, 30) };
     println!("\nWhole iterations (D step on a real and a fake batch + G step, Adam), median ms:");
     println!(
         "{:<9} {:>8} {:>10} {:>10} {:>8}",
         "workload", "threads", "ours", "PyTorch", "ratio"
     );
-    for threads in [1, 2] {
-        let w1 = pool(threads).install(|| time_iterations(Workload::MlpGan, &mnist, 20, w1_iters));
-        let w2 = pool(threads).install(|| time_iterations(Workload::Dcgan, &mnist, 3, w2_iters));
-        let peer = peers.as_ref().and_then(|p| peer_times(p, threads));
+    for &threads in thread_counts {
+        let time =
+            |w, warmup, iters| pool(threads).install(|| time_iterations(w, mnist, warmup, iters));
+        let w1 = run_w1.then(|| time(Workload::MlpGan, 20, w1_iters));
+        let w2 = run_w2.then(|| time(Workload::Dcgan, 3, w2_iters));
+        let peer = peers.and_then(|p| peer_times(p, threads));
         for (name, ours, theirs) in [
             ("W1 mlp", w1, peer.map(|p| p.0)),
             ("W2 dcgan", w2, peer.map(|p| p.1)),
         ] {
+            let Some(ours) = ours else { continue };
             let (t, r) = match theirs {
                 Some(t) => (format!("{t:.2}"), format!("{:.2}", ours / t)),
                 None => ("-".to_string(), "-".to_string()),

@@ -1,11 +1,12 @@
 //! The [`Module`] trait and the [`Sequential`] container.
 
+use autograd::kernels::adam::AdamKernel;
 use autograd::kernels::gemm::GemmScalar;
 use autograd::{Float, Tensor};
 
 /// Element types layers run in: `f32` for training, `f64` for gradient checks.
-pub trait Scalar: Float + GemmScalar {}
-impl<T: Float + GemmScalar> Scalar for T {}
+pub trait Scalar: Float + GemmScalar + AdamKernel {}
+impl<T: Float + GemmScalar + AdamKernel> Scalar for T {}
 
 /// A layer or a network of layers.
 pub trait Module<T: Scalar = f32> {

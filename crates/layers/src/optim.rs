@@ -1,5 +1,6 @@
 //! Optimizers: in-place parameter updates that record nothing on the tape.
 
+use autograd::kernels::adam::{adam_update, AdamStep};
 use autograd::kernels::{CHUNK, PAR_THRESHOLD};
 use autograd::Tensor;
 use rayon::prelude::*;
@@ -27,27 +28,20 @@ pub trait Optimizer<T: Scalar = f32> {
     fn load_state(&mut self, steps: u64, state: &[(String, Tensor<T>)]) -> Result<(), String>;
 }
 
-/// Applies `f(param, grad, slot_a, slot_b)` elementwise, in parallel for large tensors.
-fn update<T: Scalar>(
-    p: &mut [T],
-    g: &[T],
-    a: &mut [T],
-    b: &mut [T],
-    f: impl Fn(&mut T, T, &mut T, &mut T) + Sync,
-) {
-    let body = |p: &mut [T], g: &[T], a: &mut [T], b: &mut [T]| {
-        for i in 0..p.len() {
-            f(&mut p[i], g[i], &mut a[i], &mut b[i]);
+/// Applies `f(param, grad, state)` elementwise, in parallel for large tensors.
+fn update<T: Scalar>(p: &mut [T], g: &[T], u: &mut [T], f: impl Fn(&mut T, T, &mut T) + Sync) {
+    let body = |p: &mut [T], g: &[T], u: &mut [T]| {
+        for ((p, &g), u) in p.iter_mut().zip(g).zip(u.iter_mut()) {
+            f(p, g, u);
         }
     };
     if p.len() < PAR_THRESHOLD {
-        body(p, g, a, b);
+        body(p, g, u);
         return;
     }
     p.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .zip(a.par_chunks_mut(CHUNK).zip(b.par_chunks_mut(CHUNK)))
-        .for_each(|((p, g), (a, b))| body(p, g, a, b));
+        .zip(g.par_chunks(CHUNK).zip(u.par_chunks_mut(CHUNK)))
+        .for_each(|(p, (g, u))| body(p, g, u));
 }
 
 /// Looks up `name` in a saved state and checks its size.
@@ -130,22 +124,11 @@ impl<T: Scalar> Optimizer<T> for Adam<T> {
     fn step(&mut self) {
         self.t += 1;
         let c = self.config;
-        let bc1 = 1.0 - c.beta1.powi(self.t as i32);
-        let bc2 = 1.0 - c.beta2.powi(self.t as i32);
-        let (b1, b2) = (T::from_f64(c.beta1), T::from_f64(c.beta2));
-        let (lr, eps) = (T::from_f64(c.lr), T::from_f64(c.eps));
-        let (inv_bc1, inv_bc2) = (T::from_f64(1.0 / bc1), T::from_f64(1.0 / bc2));
-
+        let s = AdamStep::new(c.lr, c.beta1, c.beta2, c.eps, self.t);
         for (i, (_, p)) in self.params.iter().enumerate() {
             let grad = p.grad_ref();
             let Some(g) = grad.as_ref() else { continue };
-            let (m, v) = (&mut self.m[i], &mut self.v[i]);
-            update(&mut p.data_mut(), g, m, v, |p, g, m, v| {
-                *m = b1 * *m + (T::ONE - b1) * g;
-                *v = b2 * *v + (T::ONE - b2) * g * g;
-                let (m_hat, v_hat) = (*m * inv_bc1, *v * inv_bc2);
-                *p -= lr * m_hat / (v_hat.sqrt() + eps);
-            });
+            adam_update(&mut p.data_mut(), g, &mut self.m[i], &mut self.v[i], s);
         }
     }
 
@@ -217,17 +200,10 @@ impl<T: Scalar> Optimizer<T> for Sgd<T> {
         for (i, (_, p)) in self.params.iter().enumerate() {
             let grad = p.grad_ref();
             let Some(g) = grad.as_ref() else { continue };
-            let mut unused = vec![T::ZERO; g.len()];
-            update(
-                &mut p.data_mut(),
-                g,
-                &mut self.velocity[i],
-                &mut unused,
-                |p, g, u, _| {
-                    *u = mu * *u + g;
-                    *p -= lr * *u;
-                },
-            );
+            update(&mut p.data_mut(), g, &mut self.velocity[i], |p, g, u| {
+                *u = mu * *u + g;
+                *p -= lr * *u;
+            });
         }
     }
 

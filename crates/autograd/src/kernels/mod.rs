@@ -4,6 +4,7 @@
 //! [`PAR_THRESHOLD`] elements; below it, a serial loop is faster than waking threads.
 //! Chunk boundaries never depend on the thread count, so results do not either.
 
+pub mod adam;
 pub mod gemm;
 pub mod im2col;
 
