@@ -16,6 +16,8 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 use crate::element::Float;
 
 /// The sizes of a 2-D convolution y = conv(x, W) + b, in one place.
@@ -157,6 +159,52 @@ fn valid_range(
     lo.min(hi)..hi
 }
 
+/// Unfolds one channel `plane` (h × w) of one sample into the kh·kw rows of the columns
+/// that belong to that channel: row (i, j) starts at `rows[(i·kw + j)·ld]`, and the
+/// sample's oh·ow values sit at offset `off` within it. Padding reads as zero.
+fn unfold_plane<T: Float>(g: &Conv2dGeometry, plane: &[T], rows: &mut [T], ld: usize, off: usize) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (s, p) = (g.stride, g.padding);
+    for i in 0..g.kh {
+        let ys = valid_range(oh, g.h, i, s, p);
+        for j in 0..g.kw {
+            let xs = valid_range(ow, g.w, j, s, p);
+            let start = (i * g.kw + j) * ld + off;
+            let row = &mut rows[start..start + oh * ow];
+            row.fill(T::ZERO);
+            for oy in ys.clone() {
+                let src = &plane[(oy * s + i - p) * g.w..];
+                let dst = &mut row[oy * ow..(oy + 1) * ow];
+                for ox in xs.clone() {
+                    dst[ox] = src[ox * s + j - p];
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`unfold_plane`]: adds each entry of the channel's rows back onto the
+/// pixel of `plane` it was read from.
+fn fold_plane<T: Float>(g: &Conv2dGeometry, rows: &[T], ld: usize, off: usize, plane: &mut [T]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (s, p) = (g.stride, g.padding);
+    for i in 0..g.kh {
+        let ys = valid_range(oh, g.h, i, s, p);
+        for j in 0..g.kw {
+            let xs = valid_range(ow, g.w, j, s, p);
+            let start = (i * g.kw + j) * ld + off;
+            let row = &rows[start..start + oh * ow];
+            for oy in ys.clone() {
+                let dst = &mut plane[(oy * s + i - p) * g.w..];
+                let src = &row[oy * ow..(oy + 1) * ow];
+                for ox in xs.clone() {
+                    dst[ox * s + j - p] += src[ox];
+                }
+            }
+        }
+    }
+}
+
 /// Unfolds one sample x (c_in × h × w) into `cols` ((c_in·kh·kw) × (oh·ow)), overwriting
 /// every element of `cols`; see the module docs for the index map.
 ///
@@ -164,32 +212,13 @@ fn valid_range(
 /// When a buffer length does not match the geometry.
 #[track_caller]
 pub fn im2col<T: Float>(g: &Conv2dGeometry, x: &[T], cols: &mut [T]) {
-    let (oh, ow) = (g.out_h(), g.out_w());
+    let l = g.col_cols();
     assert_eq!(x.len(), g.c_in * g.h * g.w, "im2col: x is not c_in × h × w");
-    assert_eq!(
-        cols.len(),
-        g.col_rows() * oh * ow,
-        "im2col: wrong columns size"
-    );
-    let (s, p) = (g.stride, g.padding);
-    let mut rows = cols.chunks_exact_mut(oh * ow);
-    for c in 0..g.c_in {
+    assert_eq!(cols.len(), g.col_rows() * l, "im2col: wrong columns size");
+    let per_channel = g.kh * g.kw * l;
+    for (c, rows) in cols.chunks_exact_mut(per_channel.max(1)).enumerate() {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for i in 0..g.kh {
-            let ys = valid_range(oh, g.h, i, s, p);
-            for j in 0..g.kw {
-                let xs = valid_range(ow, g.w, j, s, p);
-                let row = rows.next().expect("im2col: row count");
-                row.fill(T::ZERO);
-                for oy in ys.clone() {
-                    let src = &plane[(oy * s + i - p) * g.w..];
-                    let dst = &mut row[oy * ow..(oy + 1) * ow];
-                    for ox in xs.clone() {
-                        dst[ox] = src[ox * s + j - p];
-                    }
-                }
-            }
-        }
+        unfold_plane(g, plane, rows, l, 0);
     }
 }
 
@@ -201,32 +230,57 @@ pub fn im2col<T: Float>(g: &Conv2dGeometry, x: &[T], cols: &mut [T]) {
 /// When a buffer length does not match the geometry.
 #[track_caller]
 pub fn col2im<T: Float>(g: &Conv2dGeometry, cols: &[T], x: &mut [T]) {
-    let (oh, ow) = (g.out_h(), g.out_w());
+    let l = g.col_cols();
     assert_eq!(x.len(), g.c_in * g.h * g.w, "col2im: x is not c_in × h × w");
-    assert_eq!(
-        cols.len(),
-        g.col_rows() * oh * ow,
-        "col2im: wrong columns size"
-    );
-    let (s, p) = (g.stride, g.padding);
-    let mut rows = cols.chunks_exact(oh * ow);
-    for c in 0..g.c_in {
-        let plane = &mut x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for i in 0..g.kh {
-            let ys = valid_range(oh, g.h, i, s, p);
-            for j in 0..g.kw {
-                let xs = valid_range(ow, g.w, j, s, p);
-                let row = rows.next().expect("col2im: row count");
-                for oy in ys.clone() {
-                    let dst = &mut plane[(oy * s + i - p) * g.w..];
-                    let src = &row[oy * ow..(oy + 1) * ow];
-                    for ox in xs.clone() {
-                        dst[ox * s + j - p] += src[ox];
-                    }
-                }
-            }
-        }
+    assert_eq!(cols.len(), g.col_rows() * l, "col2im: wrong columns size");
+    let per_channel = g.kh * g.kw * l;
+    for (c, plane) in x.chunks_exact_mut((g.h * g.w).max(1)).enumerate() {
+        fold_plane(g, &cols[c * per_channel..], l, 0, plane);
     }
+}
+
+/// im2col of the whole batch, the samples side by side: `cols` is
+/// (c_in·kh·kw) × (batch·oh·ow), and sample n's columns are n·oh·ow .. (n + 1)·oh·ow, so
+/// that one GEMM convolves the whole batch. Every element is overwritten. Parallel over
+/// input channels (each owns a contiguous band of rows).
+///
+/// # Panics
+/// When a buffer length does not match the geometry.
+#[track_caller]
+pub fn im2col_batch<T: Float>(g: &Conv2dGeometry, x: &[T], cols: &mut [T]) {
+    let nl = g.batch * g.col_cols();
+    let plane = g.h * g.w;
+    assert_eq!(x.len(), g.batch * g.c_in * plane, "im2col_batch: x size");
+    assert_eq!(cols.len(), g.col_rows() * nl, "im2col_batch: columns size");
+    cols.par_chunks_mut((g.kh * g.kw * nl).max(1))
+        .enumerate()
+        .for_each(|(c, rows)| {
+            for n in 0..g.batch {
+                let x_nc = &x[(n * g.c_in + c) * plane..][..plane];
+                unfold_plane(g, x_nc, rows, nl, n * g.col_cols());
+            }
+        });
+}
+
+/// The adjoint of [`im2col_batch`]: x += im2col_batchᵀ(cols), for x of
+/// batch × c_in × h × w. Parallel over samples (each owns its slice of x).
+///
+/// # Panics
+/// When a buffer length does not match the geometry.
+#[track_caller]
+pub fn col2im_batch<T: Float>(g: &Conv2dGeometry, cols: &[T], x: &mut [T]) {
+    let (l, nl) = (g.col_cols(), g.batch * g.col_cols());
+    let plane = g.h * g.w;
+    assert_eq!(x.len(), g.batch * g.c_in * plane, "col2im_batch: x size");
+    assert_eq!(cols.len(), g.col_rows() * nl, "col2im_batch: columns size");
+    let per_channel = g.kh * g.kw * nl;
+    x.par_chunks_mut((g.c_in * plane).max(1))
+        .enumerate()
+        .for_each(|(n, x_n)| {
+            for (c, x_nc) in x_n.chunks_exact_mut(plane.max(1)).enumerate() {
+                fold_plane(g, &cols[c * per_channel..], nl, n * l, x_nc);
+            }
+        });
 }
 
 /// The input index o·stride + k − padding, or `None` when it falls into the padding.
@@ -440,6 +494,42 @@ mod tests {
             let mut x = start;
             col2im(&g, &cols, &mut x);
             assert_eq!(x, expected, "{g:?}");
+        }
+    }
+
+    /// The batch columns are the per-sample columns side by side, and col2im_batch folds
+    /// each sample's band back exactly as col2im does.
+    #[test]
+    fn batch_columns_are_the_samples_side_by_side() {
+        for g in geometries() {
+            let g = Conv2dGeometry { batch: 3, ..g };
+            let (k, l, per) = (g.col_rows(), g.col_cols(), g.c_in * g.h * g.w);
+            let x = ints(g.batch * per, 4);
+            let mut cols = vec![f64::NAN; k * g.batch * l];
+            im2col_batch(&g, &x, &mut cols);
+            let nl = g.batch * l;
+            for n in 0..g.batch {
+                let mut one = vec![f64::NAN; k * l];
+                im2col(&g, &x[n * per..(n + 1) * per], &mut one);
+                for r in 0..k {
+                    let band = &cols[r * nl + n * l..r * nl + (n + 1) * l];
+                    assert_eq!(band, &one[r * l..(r + 1) * l], "{g:?}, sample {n}, row {r}");
+                }
+            }
+
+            let folded_cols = ints(k * nl, 5);
+            let mut x_batch = ints(g.batch * per, 6);
+            let mut x_each = x_batch.clone();
+            col2im_batch(&g, &folded_cols, &mut x_batch);
+            for n in 0..g.batch {
+                let mut one = vec![0.0; k * l];
+                for r in 0..k {
+                    one[r * l..(r + 1) * l]
+                        .copy_from_slice(&folded_cols[r * nl + n * l..r * nl + (n + 1) * l]);
+                }
+                col2im(&g, &one, &mut x_each[n * per..(n + 1) * per]);
+            }
+            assert_eq!(x_batch, x_each, "{g:?}");
         }
     }
 

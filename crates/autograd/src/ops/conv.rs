@@ -19,92 +19,105 @@
 //! recomputed in backward rather than saved: im2col costs one pass over the columns, the
 //! GEMM C_out of them, and saving would hold batch × (C_in·kh·kw) × (oh·ow) values per layer.
 //!
-//! Work is split over the batch with rayon, each sample running a single-threaded GEMM.
+//! The whole batch goes through one GEMM per product: the columns of all samples are laid
+//! side by side (C_in·kh·kw × N·oh·ow), and activations are regrouped channel-major
+//! (C × N·oh·ow) around the product. One large product keeps the GEMM's tiles full and its
+//! threads busy even where a single sample's is a matrix-vector product (a 1 × 1 input) or
+//! a 7 × 7 output, at the price of columns for the whole batch (tens of MB at most here).
 
 use rayon::prelude::*;
 
 use crate::element::Float;
-use crate::kernels::gemm::{GemmScalar, MatRef};
-use crate::kernels::im2col::{col2im, im2col, Conv2dGeometry};
+use crate::kernels::gemm::{gemm, GemmScalar, MatRef};
+use crate::kernels::im2col::{col2im_batch, im2col_batch, Conv2dGeometry};
 use crate::shape::{op_panic, shape_panic};
 use crate::tape::GradFn;
 use crate::tensor::Tensor;
 
-/// Samples per partial sum of the weight gradient. Fixed, so that the order of additions,
-/// and hence the result, does not depend on the number of threads.
-const WEIGHT_GRAD_GROUP: usize = 4;
-
-/// y_n = W · columns(x_n) for every sample: x is N × C_in × H × W, y is N × C_out × oh × ow.
-fn conv_forward<T: Float + GemmScalar>(g: &Conv2dGeometry, x: &[T], weight: &[T]) -> Vec<T> {
-    let (k, l) = (g.col_rows(), g.col_cols());
-    let mut y = vec![T::ZERO; g.batch * g.c_out * l];
-    let w = MatRef::row_major(weight, g.c_out, k);
-    y.par_chunks_mut((g.c_out * l).max(1))
-        .zip(x.par_chunks((g.c_in * g.h * g.w).max(1)))
-        .for_each_init(
-            || vec![T::ZERO; k * l],
-            |cols, (y_n, x_n)| {
-                // columns = (C_in·kh·kw) × (oh·ow), from x_n = C_in × H × W
-                im2col(g, x_n, cols);
-                // y_n (C_out × oh·ow) = W (C_out × C_in·kh·kw) · columns (C_in·kh·kw × oh·ow)
-                let cols = MatRef::row_major(cols, k, l);
-                T::gemm_serial(T::ONE, w, cols, T::ZERO, y_n, l);
-            },
-        );
-    y
+/// N × C × L → C × (N·L): `out[c][n·L + l] = y[n][c][l]`, so that the batch's pixels of
+/// one channel form one row, side by side like the columns of [`im2col_batch`].
+fn to_channel_major<T: Float>(y: &[T], (n, c, l): (usize, usize, usize)) -> Vec<T> {
+    let mut out = vec![T::ZERO; y.len()];
+    out.par_chunks_mut((n * l).max(1))
+        .enumerate()
+        .for_each(|(ch, row)| {
+            for (s, dst) in row.chunks_exact_mut(l.max(1)).enumerate() {
+                dst.copy_from_slice(&y[(s * c + ch) * l..][..l]);
+            }
+        });
+    out
 }
 
-/// x_n = col2im(Wᵀ · y_n) for every sample, the adjoint of [`conv_forward`]: y is
-/// N × C_out × oh × ow, the result N × C_in × H × W.
+/// The inverse of [`to_channel_major`]: C × (N·L) → N × C × L.
+fn to_batch_major<T: Float>(yc: &[T], (n, c, l): (usize, usize, usize)) -> Vec<T> {
+    let mut out = vec![T::ZERO; yc.len()];
+    out.par_chunks_mut((c * l).max(1))
+        .enumerate()
+        .for_each(|(s, sample)| {
+            for (ch, dst) in sample.chunks_exact_mut(l.max(1)).enumerate() {
+                dst.copy_from_slice(&yc[ch * n * l + s * l..][..l]);
+            }
+        });
+    out
+}
+
+/// The batch's columns (C_in·kh·kw × N·L) of x (N × C_in × H × W).
+fn batch_columns<T: Float>(g: &Conv2dGeometry, x: &[T]) -> Vec<T> {
+    let mut cols = vec![T::ZERO; g.col_rows() * g.batch * g.col_cols()];
+    im2col_batch(g, x, &mut cols);
+    cols
+}
+
+/// y_n = W · columns(x_n) for every sample, as one product over the whole batch:
+/// Y (C_out × N·L) = W (C_out × C_in·kh·kw) · columns (C_in·kh·kw × N·L), then Y is
+/// regrouped by sample. `cols` are the [`batch_columns`] of x; y is N × C_out × oh × ow.
+fn conv_forward<T: Float + GemmScalar>(g: &Conv2dGeometry, cols: &[T], weight: &[T]) -> Vec<T> {
+    let (k, l) = (g.col_rows(), g.col_cols());
+    let nl = g.batch * l;
+    let mut y = vec![T::ZERO; g.c_out * nl];
+    let w = MatRef::row_major(weight, g.c_out, k);
+    gemm(T::ONE, w, MatRef::row_major(cols, k, nl), T::ZERO, &mut y);
+    to_batch_major(&y, (g.batch, g.c_out, l))
+}
+
+/// x_n = col2im(Wᵀ · y_n) for every sample, the adjoint of [`conv_forward`]: the columns of
+/// the whole batch come from one product, columns (C_in·kh·kw × N·L) = Wᵀ · Y (C_out × N·L),
+/// and are folded back per sample. y is N × C_out × oh × ow, the result N × C_in × H × W.
 fn conv_adjoint<T: Float + GemmScalar>(g: &Conv2dGeometry, y: &[T], weight: &[T]) -> Vec<T> {
     let (k, l) = (g.col_rows(), g.col_cols());
-    let mut x = vec![T::ZERO; g.batch * g.c_in * g.h * g.w];
+    let nl = g.batch * l;
+    let y = to_channel_major(y, (g.batch, g.c_out, l));
+    let mut cols = vec![T::ZERO; k * nl];
     let w = MatRef::row_major(weight, g.c_out, k);
-    x.par_chunks_mut((g.c_in * g.h * g.w).max(1))
-        .zip(y.par_chunks((g.c_out * l).max(1)))
-        .for_each_init(
-            || vec![T::ZERO; k * l],
-            |cols, (x_n, y_n)| {
-                // columns (C_in·kh·kw × oh·ow) = Wᵀ (C_in·kh·kw × C_out) · y_n (C_out × oh·ow)
-                let y_n = MatRef::row_major(y_n, g.c_out, l);
-                T::gemm_serial(T::ONE, w.t(), y_n, T::ZERO, cols, l);
-                // x_n (C_in × H × W) += col2im(columns (C_in·kh·kw × oh·ow))
-                col2im(g, cols, x_n);
-            },
-        );
+    gemm(
+        T::ONE,
+        w.t(),
+        MatRef::row_major(&y, g.c_out, nl),
+        T::ZERO,
+        &mut cols,
+    );
+    let mut x = vec![T::ZERO; g.batch * g.c_in * g.h * g.w];
+    col2im_batch(g, &cols, &mut x);
     x
 }
 
-/// ∂L/∂W = Σ_n a_n · columns(b_n)ᵀ, where a is N × C_out × oh × ow and b is
-/// N × C_in × H × W. Groups of [`WEIGHT_GRAD_GROUP`] samples are summed in parallel, then
-/// the group sums are added in index order.
-fn weight_grad<T: Float + GemmScalar>(g: &Conv2dGeometry, a: &[T], b: &[T]) -> Vec<T> {
+/// ∂L/∂W = Σ_n a_n · columns(b_n)ᵀ, where a is N × C_out × oh × ow and `cols` are the
+/// [`batch_columns`] of b (N × C_in × H × W), as one product whose inner dimension runs over
+/// the batch's pixels: A (C_out × N·L) · colsᵀ (N·L × C_in·kh·kw). The GEMM sums in a fixed
+/// order, so the result does not depend on the thread count.
+fn weight_grad<T: Float + GemmScalar>(g: &Conv2dGeometry, a: &[T], cols: &[T]) -> Vec<T> {
     let (k, l) = (g.col_rows(), g.col_cols());
-    let (a_step, b_step) = (g.c_out * l, g.c_in * g.h * g.w);
-    let groups = g.batch.div_ceil(WEIGHT_GRAD_GROUP);
-    let partials: Vec<Vec<T>> = (0..groups)
-        .into_par_iter()
-        .map(|grp| {
-            let mut grad_weight = vec![T::ZERO; g.c_out * k];
-            let mut cols = vec![T::ZERO; k * l];
-            let end = ((grp + 1) * WEIGHT_GRAD_GROUP).min(g.batch);
-            for n in grp * WEIGHT_GRAD_GROUP..end {
-                // columns = (C_in·kh·kw) × (oh·ow), from b_n = C_in × H × W
-                im2col(g, &b[n * b_step..(n + 1) * b_step], &mut cols);
-                // grad_weight (C_out × C_in·kh·kw) += a_n (C_out × oh·ow) · columnsᵀ
-                let a_n = MatRef::row_major(&a[n * a_step..(n + 1) * a_step], g.c_out, l);
-                let cols_t = MatRef::row_major(&cols, k, l).t();
-                T::gemm_serial(T::ONE, a_n, cols_t, T::ONE, &mut grad_weight, k);
-            }
-            grad_weight
-        })
-        .collect();
-
-    let mut sums = partials.into_iter();
-    let mut grad_weight = sums.next().unwrap_or_else(|| vec![T::ZERO; g.c_out * k]);
-    for p in sums {
-        crate::kernels::add_assign(&mut grad_weight, &p);
-    }
+    let nl = g.batch * l;
+    let a = to_channel_major(a, (g.batch, g.c_out, l));
+    let mut grad_weight = vec![T::ZERO; g.c_out * k];
+    let a = MatRef::row_major(&a, g.c_out, nl);
+    gemm(
+        T::ONE,
+        a,
+        MatRef::row_major(cols, k, nl).t(),
+        T::ZERO,
+        &mut grad_weight,
+    );
     grad_weight
 }
 
@@ -204,7 +217,7 @@ impl<T: Float + GemmScalar> Tensor<T> {
             shape_panic("conv2d", self.shape(), weight.shape(), &why);
         }
 
-        let mut y = conv_forward(&g, &self.data(), &weight.data());
+        let mut y = conv_forward(&g, &batch_columns(&g, &self.data()), &weight.data());
         if let Some(b) = bias {
             add_bias(&mut y, &b.data(), g.col_cols());
         }
@@ -217,7 +230,8 @@ impl<T: Float + GemmScalar> Tensor<T> {
                 x.accumulate_grad_vec(conv_adjoint(&g, grad_out, &weight.data()));
             }
             if weight.requires_grad() {
-                weight.accumulate_grad_vec(weight_grad(&g, grad_out, &x.data()));
+                let cols = batch_columns(&g, &x.data());
+                weight.accumulate_grad_vec(weight_grad(&g, grad_out, &cols));
             }
             if let Some(b) = inp.get(2).filter(|b| b.requires_grad()) {
                 b.accumulate_grad_vec(bias_grad(grad_out, g.c_out, g.col_cols()));
@@ -288,11 +302,13 @@ impl<T: Float + GemmScalar> Tensor<T> {
         inputs.extend(bias.cloned());
         let gf = GradFn::new("conv_transpose2d", inputs, move |inp, _, grad_out| {
             let (x, weight) = (&inp[0], &inp[1]);
+            // Both gradients read the columns of g; unfold them once.
+            let cols = batch_columns(&g, grad_out);
             if x.requires_grad() {
-                x.accumulate_grad_vec(conv_forward(&g, grad_out, &weight.data()));
+                x.accumulate_grad_vec(conv_forward(&g, &cols, &weight.data()));
             }
             if weight.requires_grad() {
-                weight.accumulate_grad_vec(weight_grad(&g, &x.data(), grad_out));
+                weight.accumulate_grad_vec(weight_grad(&g, &x.data(), &cols));
             }
             if let Some(b) = inp.get(2).filter(|b| b.requires_grad()) {
                 b.accumulate_grad_vec(bias_grad(grad_out, g.c_in, g.h * g.w));
