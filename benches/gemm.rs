@@ -78,26 +78,25 @@ fn w1_shapes() -> Vec<Shape> {
     shapes
 }
 
-/// W2 (the DCGAN, batch 64): the per-sample im2col products of `ops::conv`, y = W·columns,
-/// its adjoint Wᵀ·y and the weight gradient g·columnsᵀ, for the layers that carry the
-/// work; and the batch-folded shape the issue quotes, (64·7·7) × 1024 · 1024 × 128.
+/// W2 (the DCGAN, batch 64): the products of `ops::conv`, each over the whole batch with the
+/// samples' columns side by side (L = N·oh·ow): y = W·columns, its adjoint Wᵀ·y and the
+/// weight gradient g·columnsᵀ, for the layers that carry the work.
 fn w2_shapes() -> Vec<Shape> {
     vec![
-        // D conv2 64→128, 14×14 → 7×7: W is 128 × 1024, columns 1024 × 49.
-        Shape::new("Dconv2 fwd", (128, 1024, 49), "NN"),
-        Shape::new("Dconv2 igrad", (1024, 128, 49), "TN"),
-        Shape::new("Dconv2 wgrad", (128, 49, 1024), "NT"),
+        // D conv2 64→128, 14×14 → 7×7: W is 128 × 1024, columns 1024 × (64·49).
+        Shape::new("Dconv2 fwd", (128, 1024, 3136), "NN"),
+        Shape::new("Dconv2 igrad", (1024, 128, 3136), "TN"),
+        Shape::new("Dconv2 wgrad", (128, 3136, 1024), "NT"),
         // G convT2 256→128, 7×7 → 14×14: the adjoint of a conv with W 256 × 2048.
-        Shape::new("GconvT2 fwd", (2048, 256, 49), "TN"),
-        Shape::new("GconvT2 igrad", (256, 2048, 49), "NN"),
-        Shape::new("GconvT2 wgrad", (256, 49, 2048), "NT"),
-        // D conv1 1→64 and G convT3 128→1, 28×28 ↔ 14×14: columns 16 × 196.
-        Shape::new("Dconv1 fwd", (64, 16, 196), "NN"),
-        Shape::new("GconvT3 fwd", (16, 128, 196), "TN"),
-        Shape::new("GconvT3 wgrad", (128, 196, 16), "NT"),
-        // G convT1 100→256 from 1×1 to 7×7: a matrix-vector product per sample.
-        Shape::new("GconvT1 fwd", (12544, 100, 1), "TN"),
-        Shape::new("folded", (3136, 1024, 128), "NN"),
+        Shape::new("GconvT2 fwd", (2048, 256, 3136), "TN"),
+        Shape::new("GconvT2 igrad", (256, 2048, 3136), "NN"),
+        Shape::new("GconvT2 wgrad", (256, 3136, 2048), "NT"),
+        // D conv1 1→64 and G convT3 128→1, 28×28 ↔ 14×14: columns 16 × (64·196).
+        Shape::new("Dconv1 fwd", (64, 16, 12544), "NN"),
+        Shape::new("GconvT3 fwd", (16, 128, 12544), "TN"),
+        Shape::new("GconvT3 wgrad", (128, 12544, 16), "NT"),
+        // G convT1 100→256 from 1×1 to 7×7: columns 12544 × 64.
+        Shape::new("GconvT1 fwd", (12544, 100, 64), "TN"),
     ]
 }
 

@@ -56,6 +56,41 @@ fn matmul_2d() {
 }
 
 #[test]
+fn linear_is_matmul_plus_bias() {
+    for seed in 20..26 {
+        let MatmulCase { m, k, n, .. } = MatmulCase::random(seed);
+        let mut r = rng(seed);
+        let (x, w, b) = (
+            leaf(&[m, k], &mut r),
+            leaf(&[k, n], &mut r),
+            leaf(&[n], &mut r),
+        );
+
+        let y = x.linear(&w, &b);
+        assert_eq!(y.shape(), [m, n]);
+        let mut want = matmul_reference(&x.data(), &w.data(), m, k, n);
+        for (i, v) in want.iter_mut().enumerate() {
+            *v += b.data()[i % n];
+        }
+        assert_close("linear", &y.to_vec(), &want, 1e-14);
+
+        check(
+            &format!("linear {m}×{k}·{k}×{n} + {n}"),
+            &[x, w, b],
+            |t| t[0].linear(&t[1], &t[2]),
+        );
+    }
+}
+
+#[test]
+#[should_panic(expected = "linear")]
+fn linear_rejects_a_bias_of_the_wrong_length() {
+    let x = Tensor::<f64>::zeros(&[2, 3]);
+    let w = Tensor::<f64>::zeros(&[3, 4]);
+    x.linear(&w, &Tensor::zeros(&[3]));
+}
+
+#[test]
 fn matmul_batched() {
     for seed in 10..16 {
         let case = MatmulCase::random(seed);

@@ -38,10 +38,9 @@ impl<T: Scalar> Dense<T> {
 
 impl<T: Scalar> Module<T> for Dense<T> {
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
-        let y = x.matmul(&self.weight);
         match &self.bias {
-            Some(b) => y.add(b),
-            None => y,
+            Some(b) => x.linear(&self.weight, b),
+            None => x.matmul(&self.weight),
         }
     }
 

@@ -107,6 +107,63 @@ impl<T: Float + GemmScalar> Tensor<T> {
         Tensor::from_op(vec![m, n], c, gf)
     }
 
+    /// The affine map of a dense layer, y = x·W + b, as one op: the bias rows are written
+    /// into y first and the product is accumulated onto them (β = 1), which saves the
+    /// separate broadcast add and its buffer. Backward, with g = ∂L/∂y:
+    ///
+    /// ```text
+    /// ∂L/∂x = g·Wᵀ      ∂L/∂W = xᵀ·g      ∂L/∂b[j] = Σ_i g[i][j]
+    /// ```
+    ///
+    /// # Shapes
+    /// x: m × k, weight: k × n, bias: n; y: m × n.
+    ///
+    /// # Panics
+    /// When x or the weight is not 2-D, the inner sizes differ, or the bias is not n long.
+    #[track_caller]
+    pub fn linear(&self, weight: &Tensor<T>, bias: &Tensor<T>) -> Tensor<T> {
+        let (xs, ws) = (self.shape(), weight.shape());
+        if xs.len() != 2 || ws.len() != 2 || xs[1] != ws[0] {
+            shape_panic("linear", xs, ws, "need x of m × k and a weight of k × n");
+        }
+        let (m, k, n) = (xs[0], xs[1], ws[1]);
+        if bias.shape() != [n] {
+            shape_panic(
+                "linear",
+                ws,
+                bias.shape(),
+                "the bias needs one value per column",
+            );
+        }
+        let mut y = Vec::with_capacity(m * n);
+        for _ in 0..m {
+            y.extend_from_slice(&bias.data());
+        }
+        let (xv, wv) = (self.data(), weight.data());
+        gemm(
+            T::ONE,
+            MatRef::row_major(&xv, m, k),
+            MatRef::row_major(&wv, k, n),
+            T::ONE,
+            &mut y,
+        );
+        let inputs = vec![self.clone(), weight.clone(), bias.clone()];
+        let gf = GradFn::new("linear", inputs, move |inp, _, g| {
+            let (x, w, b) = (&inp[0], &inp[1], &inp[2]);
+            let gv = MatRef::row_major(g, m, n);
+            if x.requires_grad() {
+                x.accumulate_grad_vec(mm(gv, MatRef::row_major(&w.data(), k, n).t()));
+            }
+            if w.requires_grad() {
+                w.accumulate_grad_vec(mm(MatRef::row_major(&x.data(), m, k).t(), gv));
+            }
+            if b.requires_grad() {
+                b.accumulate_grad_vec(crate::kernels::sum_middle(g, 1, m, n));
+            }
+        });
+        Tensor::from_op(vec![m, n], y, gf)
+    }
+
     fn matmul_batched(&self, rhs: &Tensor<T>) -> Tensor<T> {
         let (bs, m, k, n) = (
             self.shape()[0],
