@@ -12,8 +12,12 @@
 //! | 8 × 8  | 8            | ≈ 47 %      | 9 loads per 8 FMAs                            |
 //!
 //! On the W1 products (m = 32) 4 × 16 beat 6 × 16 by 5–10 % of the ceiling and matched it on
-//! squares. Blocking (KC, MC, NC) = (512, 192, 512) came out best of a sweep over KC ∈ {128,
-//! 256, 384, 512}, MC ∈ {96, 192}, NC ∈ {64 … 1024}, mostly through the square products.
+//! squares. Blocking (KC, MC, NC) = (256, 192, 512): a sweep over KC ∈ {128, 256, 384, 512},
+//! MC ∈ {96, 192}, NC ∈ {64 … 1024} on the square products first chose KC = 512, but then a
+//! B̃ panel (KC × 16 floats = 32 KiB) fills all of L1 with the A panel still to come, and the
+//! batch-wide convolution products (k = 2048, n = 3136) ran at 38 GFLOP/s against
+//! matrixmultiply's 59; with KC = 256 they run level with it or better, and the W1 products
+//! gained or held (`cargo bench --bench gemm`, `examples/perf`).
 
 use std::arch::x86_64::*;
 
@@ -45,7 +49,7 @@ pub(super) struct Avx2;
 impl MicroKernel for Avx2 {
     const MR: usize = MR;
     const NR: usize = NV * 8;
-    const KC: usize = 512;
+    const KC: usize = 256;
     const MC: usize = 192;
     const NC: usize = 512;
 
