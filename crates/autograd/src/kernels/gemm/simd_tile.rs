@@ -53,6 +53,7 @@ macro_rules! simd_tile {
             const ROWS: usize = $mr;
             const VECS: usize = $nv;
             const LANES: usize = $w;
+            const PREFETCH: usize = 16;
 
             // Ask for the tile of C now, so that its lines have arrived by the end.
             for i in 0..ROWS {
@@ -63,6 +64,14 @@ macro_rules! simd_tile {
             let mut acc = [[$zero(); VECS]; ROWS];
             for p in 0..k {
                 let (a_p, b_p) = (a.add(p * ROWS), b.add(p * ldb));
+                if COPY_B {
+                    // Row-major B comes from memory a row per step, each row in another
+                    // page: ask for the row PREFETCH steps ahead (a hint; it never faults,
+                    // and the address is only formed, with wrapping arithmetic).
+                    let ahead = b_p.wrapping_add(PREFETCH * ldb);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(VECS * LANES - 1).cast());
+                }
                 let mut b_v = [$zero(); VECS];
                 for v in 0..VECS {
                     b_v[v] = $load(b_p.add(v * LANES));
