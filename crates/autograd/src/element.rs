@@ -1,8 +1,11 @@
 //! The element types a tensor can hold: `f32` for training, `f64` for gradient checks.
 
+use std::cell::RefCell;
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssign};
+
+use crate::kernels::scratch::Stack;
 
 /// A floating-point element type. Implemented for `f32` and `f64` only.
 ///
@@ -66,6 +69,11 @@ pub trait Float:
     fn from_usize(n: usize) -> Self {
         Self::from_f64(n as f64)
     }
+
+    /// Runs `f` on the calling thread's stack of scratch buffers of this type (see
+    /// [`crate::kernels::scratch`]); `None` while the thread is shutting down or the stack
+    /// is in use.
+    fn with_scratch<R>(f: impl FnOnce(&mut Stack<Self>) -> R) -> Option<R>;
 }
 
 macro_rules! impl_float {
@@ -111,6 +119,15 @@ macro_rules! impl_float {
             }
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
+            }
+            fn with_scratch<R>(f: impl FnOnce(&mut Stack<Self>) -> R) -> Option<R> {
+                thread_local! {
+                    static STACK: RefCell<Stack<$t>> = RefCell::new(Stack::default());
+                }
+                STACK
+                    .try_with(|s| s.try_borrow_mut().ok().map(|mut s| f(&mut s)))
+                    .ok()
+                    .flatten()
             }
         }
     };

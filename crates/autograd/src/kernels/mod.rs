@@ -7,6 +7,7 @@
 pub mod adam;
 pub mod gemm;
 pub mod im2col;
+pub mod scratch;
 
 use rayon::prelude::*;
 

@@ -30,6 +30,7 @@ use rayon::prelude::*;
 use crate::element::Float;
 use crate::kernels::gemm::{gemm, GemmScalar, MatRef};
 use crate::kernels::im2col::{col2im_batch, im2col_batch, Conv2dGeometry};
+use crate::kernels::scratch;
 use crate::shape::{op_panic, shape_panic};
 use crate::tape::GradFn;
 use crate::tensor::Tensor;
@@ -37,7 +38,7 @@ use crate::tensor::Tensor;
 /// N × C × L → C × (N·L): `out[c][n·L + l] = y[n][c][l]`, so that the batch's pixels of
 /// one channel form one row, side by side like the columns of [`im2col_batch`].
 fn to_channel_major<T: Float>(y: &[T], (n, c, l): (usize, usize, usize)) -> Vec<T> {
-    let mut out = vec![T::ZERO; y.len()];
+    let mut out = scratch::take(y.len());
     out.par_chunks_mut((n * l).max(1))
         .enumerate()
         .for_each(|(ch, row)| {
@@ -63,7 +64,7 @@ fn to_batch_major<T: Float>(yc: &[T], (n, c, l): (usize, usize, usize)) -> Vec<T
 
 /// The batch's columns (C_in·kh·kw × N·L) of x (N × C_in × H × W).
 fn batch_columns<T: Float>(g: &Conv2dGeometry, x: &[T]) -> Vec<T> {
-    let mut cols = vec![T::ZERO; g.col_rows() * g.batch * g.col_cols()];
+    let mut cols = scratch::take(g.col_rows() * g.batch * g.col_cols());
     im2col_batch(g, x, &mut cols);
     cols
 }
@@ -74,10 +75,12 @@ fn batch_columns<T: Float>(g: &Conv2dGeometry, x: &[T]) -> Vec<T> {
 fn conv_forward<T: Float + GemmScalar>(g: &Conv2dGeometry, cols: &[T], weight: &[T]) -> Vec<T> {
     let (k, l) = (g.col_rows(), g.col_cols());
     let nl = g.batch * l;
-    let mut y = vec![T::ZERO; g.c_out * nl];
+    let mut y = scratch::take(g.c_out * nl);
     let w = MatRef::row_major(weight, g.c_out, k);
     gemm(T::ONE, w, MatRef::row_major(cols, k, nl), T::ZERO, &mut y);
-    to_batch_major(&y, (g.batch, g.c_out, l))
+    let out = to_batch_major(&y, (g.batch, g.c_out, l));
+    scratch::give(y);
+    out
 }
 
 /// x_n = col2im(Wᵀ · y_n) for every sample, the adjoint of [`conv_forward`]: the columns of
@@ -87,17 +90,15 @@ fn conv_adjoint<T: Float + GemmScalar>(g: &Conv2dGeometry, y: &[T], weight: &[T]
     let (k, l) = (g.col_rows(), g.col_cols());
     let nl = g.batch * l;
     let y = to_channel_major(y, (g.batch, g.c_out, l));
-    let mut cols = vec![T::ZERO; k * nl];
+    let mut cols = scratch::take(k * nl);
     let w = MatRef::row_major(weight, g.c_out, k);
-    gemm(
-        T::ONE,
-        w.t(),
-        MatRef::row_major(&y, g.c_out, nl),
-        T::ZERO,
-        &mut cols,
-    );
+    let y_view = MatRef::row_major(&y, g.c_out, nl);
+    gemm(T::ONE, w.t(), y_view, T::ZERO, &mut cols);
+    scratch::give(y);
+    // col2im adds into x, which must start at zero.
     let mut x = vec![T::ZERO; g.batch * g.c_in * g.h * g.w];
     col2im_batch(g, &cols, &mut x);
+    scratch::give(cols);
     x
 }
 
@@ -110,14 +111,10 @@ fn weight_grad<T: Float + GemmScalar>(g: &Conv2dGeometry, a: &[T], cols: &[T]) -
     let nl = g.batch * l;
     let a = to_channel_major(a, (g.batch, g.c_out, l));
     let mut grad_weight = vec![T::ZERO; g.c_out * k];
-    let a = MatRef::row_major(&a, g.c_out, nl);
-    gemm(
-        T::ONE,
-        a,
-        MatRef::row_major(cols, k, nl).t(),
-        T::ZERO,
-        &mut grad_weight,
-    );
+    let a_view = MatRef::row_major(&a, g.c_out, nl);
+    let cols_t = MatRef::row_major(cols, k, nl).t();
+    gemm(T::ONE, a_view, cols_t, T::ZERO, &mut grad_weight);
+    scratch::give(a);
     grad_weight
 }
 
@@ -217,7 +214,9 @@ impl<T: Float + GemmScalar> Tensor<T> {
             shape_panic("conv2d", self.shape(), weight.shape(), &why);
         }
 
-        let mut y = conv_forward(&g, &batch_columns(&g, &self.data()), &weight.data());
+        let cols = batch_columns(&g, &self.data());
+        let mut y = conv_forward(&g, &cols, &weight.data());
+        scratch::give(cols);
         if let Some(b) = bias {
             add_bias(&mut y, &b.data(), g.col_cols());
         }
@@ -232,6 +231,7 @@ impl<T: Float + GemmScalar> Tensor<T> {
             if weight.requires_grad() {
                 let cols = batch_columns(&g, &x.data());
                 weight.accumulate_grad_vec(weight_grad(&g, grad_out, &cols));
+                scratch::give(cols);
             }
             if let Some(b) = inp.get(2).filter(|b| b.requires_grad()) {
                 b.accumulate_grad_vec(bias_grad(grad_out, g.c_out, g.col_cols()));
@@ -310,6 +310,7 @@ impl<T: Float + GemmScalar> Tensor<T> {
             if weight.requires_grad() {
                 weight.accumulate_grad_vec(weight_grad(&g, &x.data(), &cols));
             }
+            scratch::give(cols);
             if let Some(b) = inp.get(2).filter(|b| b.requires_grad()) {
                 b.accumulate_grad_vec(bias_grad(grad_out, g.c_in, g.h * g.w));
             }
