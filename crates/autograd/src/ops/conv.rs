@@ -177,9 +177,9 @@ impl<T: Float + GemmScalar> Tensor<T> {
     ///
     /// y[n][o][oy][ox] = b[o] + Σ_{c,i,j} W[o][c][i][j] · x[n][c][oy·s + i − p][ox·s + j − p]
     ///
-    /// with zeros read outside x. Computed per sample as y_n = W · columns(x_n) (im2col).
-    /// Backward, with g = ∂L/∂y: ∂L/∂x_n = col2im(Wᵀ·g_n), ∂L/∂W = Σ_n g_n·columns(x_n)ᵀ,
-    /// ∂L/∂b[o] = Σ_{n,oy,ox} g[n][o][oy][ox].
+    /// with zeros read outside x. Computed as y_n = W · columns(x_n) (im2col), for the whole
+    /// batch in one product. Backward, with g = ∂L/∂y: ∂L/∂x_n = col2im(Wᵀ·g_n),
+    /// ∂L/∂W = Σ_n g_n·columns(x_n)ᵀ, ∂L/∂b[o] = Σ_{n,oy,ox} g[n][o][oy][ox].
     ///
     /// # Shapes
     /// x: N × C_in × H × W, weight: C_out × C_in × kh × kw, bias: C_out;
@@ -245,9 +245,9 @@ impl<T: Float + GemmScalar> Tensor<T> {
     ///
     /// y[n][c][iy·s + i − p][ix·s + j − p] += W[o][c][i][j] · x[n][o][iy][ix],  y += b[c].
     ///
-    /// Computed per sample as y_n = col2im(Wᵀ·x_n), with no zeros inserted into x. Backward,
-    /// with g = ∂L/∂y: ∂L/∂x_n = W·columns(g_n), ∂L/∂W = Σ_n x_n·columns(g_n)ᵀ,
-    /// ∂L/∂b[c] = Σ_{n,y,x} g[n][c][y][x].
+    /// Computed as y_n = col2im(Wᵀ·x_n), one product for the whole batch, with no zeros
+    /// inserted into x. Backward, with g = ∂L/∂y: ∂L/∂x_n = W·columns(g_n),
+    /// ∂L/∂W = Σ_n x_n·columns(g_n)ᵀ, ∂L/∂b[c] = Σ_{n,y,x} g[n][c][y][x].
     ///
     /// `output_padding` (below `stride`) adds rows at the bottom and columns at the right,
     /// choosing among the output sizes that a stride-s conv2d maps back to H; where no input
