@@ -247,6 +247,24 @@ impl Gan {
         body.iter().fold(x.clone(), |h, l| l.forward(&h))
     }
 
+    /// D's logits on a real and a fake batch. When no layer of D lets samples influence one
+    /// another, the two batches go through D as one concatenated batch (the same numbers,
+    /// half the passes over D's weights); otherwise, as with batch norm, each batch is run
+    /// on its own so that its statistics stay its own.
+    pub fn discriminator_logits_pair(&self, real: &Tensor, fake: &Tensor) -> (Tensor, Tensor) {
+        if self.discriminator.mixes_samples() {
+            return (
+                self.discriminator_logits(real),
+                self.discriminator_logits(fake),
+            );
+        }
+        let n = real.shape()[0];
+        let both = Tensor::concat(&[real.clone(), fake.clone()], 0);
+        let logits = self.discriminator_logits(&both);
+        let total = logits.shape()[0];
+        (logits.slice(0, 0, n), logits.slice(0, n, total))
+    }
+
     /// `n` standard-normal noise vectors drawn from `rng`.
     pub fn noise<R: Rng + ?Sized>(&self, n: usize, rng: &mut R) -> Tensor {
         Tensor::rand_normal(&batch_shape(n, &self.noise_shape), 0.0, 1.0, rng)
@@ -448,8 +466,7 @@ impl Trainer {
     ) -> Result<DiscriminatorStats, TrainError> {
         let iter = self.iter + 1;
         self.opt_d.zero_grad();
-        let real_logits = self.gan.discriminator_logits(real);
-        let fake_logits = self.gan.discriminator_logits(fake);
+        let (real_logits, fake_logits) = self.gan.discriminator_logits_pair(real, fake);
         let real_loss = real_logits.bce_with_logits(&ones_like(&real_logits));
         let fake_loss = fake_logits.bce_with_logits(&zeros_like(&fake_logits));
         let loss = real_loss.add(&fake_loss).mul_scalar(0.5);

@@ -260,3 +260,31 @@ fn restoring_a_checkpoint_of_another_model_is_an_error() {
     assert!(matches!(err, TrainError::Checkpoint(_)), "{err}");
     assert!(err.to_string().contains("generator"), "{err}");
 }
+
+/// The MLP discriminator treats samples independently, so a real and a fake batch go
+/// through it as one batch, with the same logits as two separate passes; the DCGAN one has
+/// batch norm and must not be batched (its statistics would mix real and fake).
+#[test]
+fn real_and_fake_share_one_discriminator_pass_only_without_batch_norm() {
+    for (model, batched) in [(ModelKind::Mlp, true), (ModelKind::Dcgan, false)] {
+        let t = trainer(model, 3, 4);
+        let gan = &t.gan;
+        assert_eq!(!gan.discriminator.mixes_samples(), batched, "{model:?}");
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let shape = [4, 1, MNIST_SIDE, MNIST_SIDE];
+        let real = Tensor::rand_normal(&shape, 0.0, 1.0, &mut rng);
+        let fake = Tensor::rand_normal(&[3, 1, MNIST_SIDE, MNIST_SIDE], 0.0, 1.0, &mut rng);
+        let (r, f) = gan.discriminator_logits_pair(&real, &fake);
+        assert_eq!(
+            (r.shape(), f.shape()),
+            (&[4, 1][..], &[3, 1][..]),
+            "{model:?}"
+        );
+        let (r1, f1) = (
+            gan.discriminator_logits(&real),
+            gan.discriminator_logits(&fake),
+        );
+        assert_eq!(r.to_vec(), r1.to_vec(), "{model:?}: real logits");
+        assert_eq!(f.to_vec(), f1.to_vec(), "{model:?}: fake logits");
+    }
+}

@@ -23,6 +23,9 @@ macro_rules! activation {
             fn output_shape(&self, input: &[usize]) -> Vec<usize> {
                 input.to_vec()
             }
+            fn mixes_samples(&self) -> bool {
+                false
+            }
         }
     };
 }
@@ -45,6 +48,9 @@ activation!(
 pub struct LeakyRelu(pub f64);
 
 impl<T: Scalar> Module<T> for LeakyRelu {
+    fn mixes_samples(&self) -> bool {
+        false
+    }
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         x.leaky_relu(T::from_f64(self.0))
     }
@@ -64,6 +70,9 @@ impl<T: Scalar> Module<T> for LeakyRelu {
 pub struct Flatten;
 
 impl<T: Scalar> Module<T> for Flatten {
+    fn mixes_samples(&self) -> bool {
+        false
+    }
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         x.flatten_from(1)
     }
@@ -83,6 +92,9 @@ impl<T: Scalar> Module<T> for Flatten {
 pub struct Reshape(pub Vec<usize>);
 
 impl<T: Scalar> Module<T> for Reshape {
+    fn mixes_samples(&self) -> bool {
+        false
+    }
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         let mut s = vec![x.shape()[0]];
         s.extend_from_slice(&self.0);

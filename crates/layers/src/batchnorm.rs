@@ -159,6 +159,11 @@ impl<T: Scalar> Module<T> for BatchNorm<T> {
         self.training.set(training);
     }
 
+    /// In training mode every output of a channel depends on the whole batch.
+    fn mixes_samples(&self) -> bool {
+        self.training.get()
+    }
+
     fn describe(&self) -> String {
         format!("BatchNorm({}, momentum {})", self.channels(), self.momentum)
     }

@@ -81,6 +81,9 @@ impl<T: Scalar> Conv2d<T> {
 }
 
 impl<T: Scalar> Module<T> for Conv2d<T> {
+    fn mixes_samples(&self) -> bool {
+        false
+    }
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         x.conv2d(&self.weight, self.bias.as_ref(), self.stride, self.padding)
     }
@@ -207,6 +210,9 @@ impl<T: Scalar> ConvTranspose2d<T> {
 }
 
 impl<T: Scalar> Module<T> for ConvTranspose2d<T> {
+    fn mixes_samples(&self) -> bool {
+        false
+    }
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         x.conv_transpose2d(
             &self.weight,

@@ -37,6 +37,9 @@ impl<T: Scalar> Dense<T> {
 }
 
 impl<T: Scalar> Module<T> for Dense<T> {
+    fn mixes_samples(&self) -> bool {
+        false
+    }
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         match &self.bias {
             Some(b) => x.linear(&self.weight, b),

@@ -32,6 +32,14 @@ pub trait Module<T: Scalar = f32> {
     /// The output shape for an input shape (batch axis included), for summaries.
     fn output_shape(&self, input: &[usize]) -> Vec<usize>;
 
+    /// Whether one sample's output can depend on other samples of the batch (batch norm in
+    /// training mode, a minibatch statistic). When it cannot, two batches may be run as one
+    /// concatenated batch with the same results. Defaults to `true`, the safe answer for a
+    /// layer that does not say.
+    fn mixes_samples(&self) -> bool {
+        true
+    }
+
     /// Number of learnable scalars.
     fn param_count(&self) -> usize {
         self.parameters().iter().map(|(_, p)| p.numel()).sum()
@@ -141,6 +149,10 @@ impl<T: Scalar> Module<T> for Sequential<T> {
 
     fn set_training(&self, training: bool) {
         self.layers.iter().for_each(|l| l.set_training(training));
+    }
+
+    fn mixes_samples(&self) -> bool {
+        self.layers.iter().any(|l| l.mixes_samples())
     }
 
     fn describe(&self) -> String {
