@@ -28,6 +28,9 @@ pub(crate) struct Node<T: Float> {
     pub(crate) shape: Vec<usize>,
     pub(crate) data: RefCell<Storage<T>>,
     pub(crate) grad: RefCell<Option<Vec<T>>>,
+    /// The buffer of a gradient cleared by [`Tensor::zero_grad`], kept so that the next
+    /// backward writes the new gradient into it instead of allocating and zeroing another.
+    pub(crate) spare_grad: RefCell<Option<Vec<T>>>,
     pub(crate) requires_grad: Cell<bool>,
     /// Leaves and tensors marked with [`Tensor::retain_grad`] keep their gradient after
     /// backward; intermediate gradients are freed as soon as they have been propagated.
@@ -50,6 +53,7 @@ impl<T: Float> Tensor<T> {
             shape,
             data: RefCell::new(data),
             grad: RefCell::new(None),
+            spare_grad: RefCell::new(None),
             requires_grad: Cell::new(false),
             retains_grad: Cell::new(false),
             grad_fn: RefCell::new(None),
@@ -224,9 +228,40 @@ impl<T: Float> Tensor<T> {
         self.node.grad.borrow()
     }
 
-    /// Clears the gradient (optimizers call this between steps).
+    /// Clears the gradient (optimizers call this between steps). The buffer is kept for
+    /// the next gradient, which [`accumulate_grad_with`](Self::accumulate_grad_with) writes
+    /// into it in place.
     pub fn zero_grad(&self) {
-        *self.node.grad.borrow_mut() = None;
+        if let Some(g) = self.node.grad.borrow_mut().take() {
+            *self.node.spare_grad.borrow_mut() = Some(g);
+        }
+    }
+
+    /// Adds a gradient that `write` computes straight into this tensor's gradient buffer,
+    /// with no temporary: `write(dst, β)` must set `dst ← contribution + β·dst` and, when
+    /// β = 0, must not read `dst` (a GEMM with that β does exactly this). The first
+    /// contribution after [`zero_grad`](Self::zero_grad) reuses the cleared buffer (β = 0);
+    /// later ones accumulate (β = 1). Does nothing when the tensor needs no gradient.
+    pub fn accumulate_grad_with(&self, write: impl FnOnce(&mut [T], T)) {
+        if !self.requires_grad() {
+            return;
+        }
+        let mut slot = self.node.grad.borrow_mut();
+        match slot.as_mut() {
+            Some(acc) => write(acc, T::ONE),
+            None => {
+                let n = self.numel();
+                let mut buf = self
+                    .node
+                    .spare_grad
+                    .borrow_mut()
+                    .take()
+                    .filter(|b| b.len() == n)
+                    .unwrap_or_else(|| vec![T::ZERO; n]);
+                write(&mut buf, T::ZERO);
+                *slot = Some(buf);
+            }
+        }
     }
 
     /// Adds `g` into this tensor's gradient: the accumulation rule of reverse mode, needed

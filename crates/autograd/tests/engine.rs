@@ -35,6 +35,33 @@ fn leaves_accumulate_across_backward_calls_until_zeroed() {
     assert_eq!(x.grad().unwrap().to_vec(), [3.0, 12.0]);
 }
 
+/// A weight's gradient is written by its GEMM straight into the gradient buffer: β = 1 adds
+/// to what is there, and after `zero_grad` the same buffer is overwritten (β = 0), so stale
+/// values never leak into the new gradient.
+#[test]
+fn weight_gradients_accumulate_in_place_and_reuse_their_buffer() {
+    // y = x·W + b with x = [[1, 2]], so ∂(Σy)/∂W = xᵀ·1 = [[1, 1], [2, 2]].
+    let x = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[1, 2]);
+    let w = Tensor::<f64>::from_vec(vec![0.5, -1.0, 3.0, 0.25], &[2, 2]).requires_grad_(true);
+    let b = Tensor::<f64>::zeros(&[2]).requires_grad_(true);
+    let loss = || x.linear(&w, &b).sum();
+
+    loss().backward();
+    loss().backward();
+    assert_eq!(w.grad().unwrap().to_vec(), [2.0, 2.0, 4.0, 4.0]);
+    let first = w.grad_ref().as_ref().unwrap().as_ptr();
+
+    w.zero_grad();
+    assert!(w.grad().is_none());
+    loss().backward();
+    assert_eq!(w.grad().unwrap().to_vec(), [1.0, 1.0, 2.0, 2.0]);
+    assert_eq!(
+        w.grad_ref().as_ref().unwrap().as_ptr(),
+        first,
+        "buffer reused"
+    );
+}
+
 #[test]
 fn intermediate_gradients_are_kept_only_when_asked() {
     let x = Tensor::<f64>::from_vec(vec![0.5, 1.5], &[2]).requires_grad_(true);

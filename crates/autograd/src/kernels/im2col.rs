@@ -159,47 +159,95 @@ fn valid_range(
     lo.min(hi)..hi
 }
 
+/// For each kernel row i and column j, the output rows `ys[i]` and columns `xs[j]` that read
+/// inside the image (see [`valid_range`]): worked out once per call, not once per plane.
+struct Windows {
+    ys: Vec<Range<usize>>,
+    xs: Vec<Range<usize>>,
+}
+
+impl Windows {
+    fn new(g: &Conv2dGeometry) -> Windows {
+        let (s, p) = (g.stride, g.padding);
+        Windows {
+            ys: (0..g.kh)
+                .map(|i| valid_range(g.out_h(), g.h, i, s, p))
+                .collect(),
+            xs: (0..g.kw)
+                .map(|j| valid_range(g.out_w(), g.w, j, s, p))
+                .collect(),
+        }
+    }
+}
+
 /// Unfolds one channel `plane` (h × w) of one sample into the kh·kw rows of the columns
 /// that belong to that channel: row (i, j) starts at `rows[(i·kw + j)·ld]`, and the
-/// sample's oh·ow values sit at offset `off` within it. Padding reads as zero.
-fn unfold_plane<T: Float>(g: &Conv2dGeometry, plane: &[T], rows: &mut [T], ld: usize, off: usize) {
+/// sample's oh·ow values sit at offset `off` within it. Padding reads as zero:
+///
+/// ```text
+/// row(i, j)[oy·ow + ox] = plane[oy·s + i − p][ox·s + j − p]   (0 outside the plane)
+/// ```
+///
+/// Inside the window each output row is one strided walk along an input row.
+fn unfold_plane<T: Float>(
+    g: &Conv2dGeometry,
+    win: &Windows,
+    plane: &[T],
+    rows: &mut [T],
+    (ld, off): (usize, usize),
+) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let (s, p) = (g.stride, g.padding);
-    for i in 0..g.kh {
-        let ys = valid_range(oh, g.h, i, s, p);
-        for j in 0..g.kw {
-            let xs = valid_range(ow, g.w, j, s, p);
+    for (i, ys) in win.ys.iter().enumerate() {
+        for (j, xs) in win.xs.iter().enumerate() {
             let start = (i * g.kw + j) * ld + off;
             let row = &mut rows[start..start + oh * ow];
-            row.fill(T::ZERO);
+            row[..ys.start * ow].fill(T::ZERO);
+            row[ys.end * ow..].fill(T::ZERO);
             for oy in ys.clone() {
-                let src = &plane[(oy * s + i - p) * g.w..];
                 let dst = &mut row[oy * ow..(oy + 1) * ow];
-                for ox in xs.clone() {
-                    dst[ox] = src[ox * s + j - p];
+                dst[..xs.start].fill(T::ZERO);
+                dst[xs.end..].fill(T::ZERO);
+                if xs.is_empty() {
+                    continue;
                 }
+                // The first pixel read: (oy·s + i − p, xs.start·s + j − p), both ≥ 0 here.
+                let first = (oy * s + i - p) * g.w + xs.start * s + j - p;
+                let src = plane[first..].iter().step_by(s);
+                dst[xs.clone()]
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(d, &v)| *d = v);
             }
         }
     }
 }
 
 /// The adjoint of [`unfold_plane`]: adds each entry of the channel's rows back onto the
-/// pixel of `plane` it was read from.
-fn fold_plane<T: Float>(g: &Conv2dGeometry, rows: &[T], ld: usize, off: usize, plane: &mut [T]) {
-    let (oh, ow) = (g.out_h(), g.out_w());
+/// pixel of `plane` it was read from; entries read from the padding are dropped.
+fn fold_plane<T: Float>(
+    g: &Conv2dGeometry,
+    win: &Windows,
+    rows: &[T],
+    (ld, off): (usize, usize),
+    plane: &mut [T],
+) {
+    let ow = g.out_w();
     let (s, p) = (g.stride, g.padding);
-    for i in 0..g.kh {
-        let ys = valid_range(oh, g.h, i, s, p);
-        for j in 0..g.kw {
-            let xs = valid_range(ow, g.w, j, s, p);
+    for (i, ys) in win.ys.iter().enumerate() {
+        for (j, xs) in win.xs.iter().enumerate() {
+            if xs.is_empty() {
+                continue;
+            }
             let start = (i * g.kw + j) * ld + off;
-            let row = &rows[start..start + oh * ow];
             for oy in ys.clone() {
-                let dst = &mut plane[(oy * s + i - p) * g.w..];
-                let src = &row[oy * ow..(oy + 1) * ow];
-                for ox in xs.clone() {
-                    dst[ox * s + j - p] += src[ox];
-                }
+                let src = &rows[start + oy * ow + xs.start..start + oy * ow + xs.end];
+                let first = (oy * s + i - p) * g.w + xs.start * s + j - p;
+                plane[first..]
+                    .iter_mut()
+                    .step_by(s)
+                    .zip(src)
+                    .for_each(|(d, &v)| *d += v);
             }
         }
     }
@@ -215,10 +263,10 @@ pub fn im2col<T: Float>(g: &Conv2dGeometry, x: &[T], cols: &mut [T]) {
     let l = g.col_cols();
     assert_eq!(x.len(), g.c_in * g.h * g.w, "im2col: x is not c_in × h × w");
     assert_eq!(cols.len(), g.col_rows() * l, "im2col: wrong columns size");
-    let per_channel = g.kh * g.kw * l;
+    let (per_channel, win) = (g.kh * g.kw * l, Windows::new(g));
     for (c, rows) in cols.chunks_exact_mut(per_channel.max(1)).enumerate() {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        unfold_plane(g, plane, rows, l, 0);
+        unfold_plane(g, &win, plane, rows, (l, 0));
     }
 }
 
@@ -233,9 +281,9 @@ pub fn col2im<T: Float>(g: &Conv2dGeometry, cols: &[T], x: &mut [T]) {
     let l = g.col_cols();
     assert_eq!(x.len(), g.c_in * g.h * g.w, "col2im: x is not c_in × h × w");
     assert_eq!(cols.len(), g.col_rows() * l, "col2im: wrong columns size");
-    let per_channel = g.kh * g.kw * l;
+    let (per_channel, win) = (g.kh * g.kw * l, Windows::new(g));
     for (c, plane) in x.chunks_exact_mut((g.h * g.w).max(1)).enumerate() {
-        fold_plane(g, &cols[c * per_channel..], l, 0, plane);
+        fold_plane(g, &win, &cols[c * per_channel..], (l, 0), plane);
     }
 }
 
@@ -252,12 +300,13 @@ pub fn im2col_batch<T: Float>(g: &Conv2dGeometry, x: &[T], cols: &mut [T]) {
     let plane = g.h * g.w;
     assert_eq!(x.len(), g.batch * g.c_in * plane, "im2col_batch: x size");
     assert_eq!(cols.len(), g.col_rows() * nl, "im2col_batch: columns size");
+    let win = Windows::new(g);
     cols.par_chunks_mut((g.kh * g.kw * nl).max(1))
         .enumerate()
         .for_each(|(c, rows)| {
             for n in 0..g.batch {
                 let x_nc = &x[(n * g.c_in + c) * plane..][..plane];
-                unfold_plane(g, x_nc, rows, nl, n * g.col_cols());
+                unfold_plane(g, &win, x_nc, rows, (nl, n * g.col_cols()));
             }
         });
 }
@@ -273,12 +322,12 @@ pub fn col2im_batch<T: Float>(g: &Conv2dGeometry, cols: &[T], x: &mut [T]) {
     let plane = g.h * g.w;
     assert_eq!(x.len(), g.batch * g.c_in * plane, "col2im_batch: x size");
     assert_eq!(cols.len(), g.col_rows() * nl, "col2im_batch: columns size");
-    let per_channel = g.kh * g.kw * nl;
+    let (per_channel, win) = (g.kh * g.kw * nl, Windows::new(g));
     x.par_chunks_mut((g.c_in * plane).max(1))
         .enumerate()
         .for_each(|(n, x_n)| {
             for (c, x_nc) in x_n.chunks_exact_mut(plane.max(1)).enumerate() {
-                fold_plane(g, &cols[c * per_channel..], nl, n * l, x_nc);
+                fold_plane(g, &win, &cols[c * per_channel..], (nl, n * l), x_nc);
             }
         });
 }

@@ -106,16 +106,18 @@ fn conv_adjoint<T: Float + GemmScalar>(g: &Conv2dGeometry, y: &[T], weight: &[T]
 /// [`batch_columns`] of b (N × C_in × H × W), as one product whose inner dimension runs over
 /// the batch's pixels: A (C_out × N·L) · colsᵀ (N·L × C_in·kh·kw). The GEMM sums in a fixed
 /// order, so the result does not depend on the thread count.
-fn weight_grad<T: Float + GemmScalar>(g: &Conv2dGeometry, a: &[T], cols: &[T]) -> Vec<T> {
+///
+/// Written into `weight`'s gradient buffer through [`Tensor::accumulate_grad_with`].
+fn weight_grad<T: Float + GemmScalar>(g: &Conv2dGeometry, weight: &Tensor<T>, a: &[T], cols: &[T]) {
     let (k, l) = (g.col_rows(), g.col_cols());
     let nl = g.batch * l;
-    let a = to_channel_major(a, (g.batch, g.c_out, l));
-    let mut grad_weight = vec![T::ZERO; g.c_out * k];
-    let a_view = MatRef::row_major(&a, g.c_out, nl);
-    let cols_t = MatRef::row_major(cols, k, nl).t();
-    gemm(T::ONE, a_view, cols_t, T::ZERO, &mut grad_weight);
-    scratch::give(a);
-    grad_weight
+    weight.accumulate_grad_with(|grad_weight, beta| {
+        let a = to_channel_major(a, (g.batch, g.c_out, l));
+        let a_view = MatRef::row_major(&a, g.c_out, nl);
+        let cols_t = MatRef::row_major(cols, k, nl).t();
+        gemm(T::ONE, a_view, cols_t, beta, grad_weight);
+        scratch::give(a);
+    });
 }
 
 /// y[n][c][..] += b[c] for y seen as N × C × plane.
@@ -230,7 +232,7 @@ impl<T: Float + GemmScalar> Tensor<T> {
             }
             if weight.requires_grad() {
                 let cols = batch_columns(&g, &x.data());
-                weight.accumulate_grad_vec(weight_grad(&g, grad_out, &cols));
+                weight_grad(&g, weight, grad_out, &cols);
                 scratch::give(cols);
             }
             if let Some(b) = inp.get(2).filter(|b| b.requires_grad()) {
@@ -308,7 +310,7 @@ impl<T: Float + GemmScalar> Tensor<T> {
                 x.accumulate_grad_vec(conv_forward(&g, &cols, &weight.data()));
             }
             if weight.requires_grad() {
-                weight.accumulate_grad_vec(weight_grad(&g, &x.data(), &cols));
+                weight_grad(&g, weight, &x.data(), &cols);
             }
             scratch::give(cols);
             if let Some(b) = inp.get(2).filter(|b| b.requires_grad()) {

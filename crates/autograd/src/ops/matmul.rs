@@ -154,9 +154,11 @@ impl<T: Float + GemmScalar> Tensor<T> {
             if x.requires_grad() {
                 x.accumulate_grad_vec(mm(gv, MatRef::row_major(&w.data(), k, n).t()));
             }
-            if w.requires_grad() {
-                w.accumulate_grad_vec(mm(MatRef::row_major(&x.data(), m, k).t(), gv));
-            }
+            // Written into W's gradient buffer (β = 1 when one is already there).
+            w.accumulate_grad_with(|dst, beta| {
+                let xv = x.data();
+                gemm(T::ONE, MatRef::row_major(&xv, m, k).t(), gv, beta, dst);
+            });
             if b.requires_grad() {
                 b.accumulate_grad_vec(crate::kernels::sum_middle(g, 1, m, n));
             }
