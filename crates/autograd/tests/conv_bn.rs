@@ -582,3 +582,48 @@ fn batch_norm_eval_statistics_of_wrong_length() {
         1e-5,
     );
 }
+
+/// A dense batch (N × C) takes a row-at-a-time path; the same values laid out as one image
+/// per channel (1 × C × N × 1) take the per-channel path. Both sum each channel over n in
+/// the same order, so outputs, statistics and gradients agree to the bit.
+#[test]
+fn batch_norm_rows_match_the_per_channel_path_bitwise() {
+    let (n, c) = (7, 5);
+    let mut r = rng(600);
+    let x = Tensor::<f32>::rand_normal(&[n, c], 0.5, 2.0, &mut r).requires_grad_(true);
+    let gamma = Tensor::<f32>::rand_normal(&[c], 1.0, 0.5, &mut r).requires_grad_(true);
+    let beta = Tensor::<f32>::rand_normal(&[c], 0.0, 1.0, &mut r).requires_grad_(true);
+    let weights = Tensor::<f32>::rand_normal(&[n, c], 0.0, 1.0, &mut r);
+
+    let (y, mean, var) = x.batch_norm_train(&gamma, &beta, 1e-5);
+    y.mul(&weights).sum().backward();
+    let grads = [&x, &gamma, &beta].map(|t| t.grad().unwrap().to_vec());
+
+    // The same values, channel-major: 1 × C × N × 1.
+    let xc = Tensor::<f32>::from_vec(x.transpose(0, 1).to_vec(), &[1, c, n, 1]);
+    let xc = xc.requires_grad_(true);
+    [&gamma, &beta].iter().for_each(|t| t.zero_grad());
+    let (yc, mean_c, var_c) = xc.batch_norm_train(&gamma, &beta, 1e-5);
+    let wc = weights.transpose(0, 1).reshape(&[1, c, n, 1]);
+    yc.mul(&wc).sum().backward();
+
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let back = |t: &Tensor<f32>| t.reshape(&[c, n]).transpose(0, 1).to_vec();
+    assert_eq!(bits(&y.to_vec()), bits(&back(&yc)), "outputs");
+    assert_eq!(
+        (bits(&mean), bits(&var)),
+        (bits(&mean_c), bits(&var_c)),
+        "statistics"
+    );
+    assert_eq!(bits(&grads[0]), bits(&back(&xc.grad().unwrap())), "∂L/∂x");
+    assert_eq!(
+        bits(&grads[1]),
+        bits(&gamma.grad().unwrap().to_vec()),
+        "∂L/∂γ"
+    );
+    assert_eq!(
+        bits(&grads[2]),
+        bits(&beta.grad().unwrap().to_vec()),
+        "∂L/∂β"
+    );
+}

@@ -48,6 +48,9 @@ fn planes<T>(x: &[T], c: usize, plane: usize, ch: usize) -> impl Iterator<Item =
 /// more accurate than E[x²] − μ² when |μ| ≫ σ.
 fn channel_stats<T: Float>(x: &[T], c: usize, plane: usize) -> (Vec<T>, Vec<T>) {
     let m = T::from_usize(x.len() / c.max(1));
+    if plane == 1 {
+        return row_stats(x, c, m);
+    }
     (0..c)
         .into_par_iter()
         .map(|ch| {
@@ -62,6 +65,25 @@ fn channel_stats<T: Float>(x: &[T], c: usize, plane: usize) -> (Vec<T>, Vec<T>) 
         .unzip()
 }
 
+/// [`channel_stats`] of N × C rows (a dense layer's batch), sweeping the rows in order
+/// so that every channel's sum runs over n ascending while the loop over channels
+/// vectorises.
+fn row_stats<T: Float>(x: &[T], c: usize, m: T) -> (Vec<T>, Vec<T>) {
+    let mut mean = vec![T::ZERO; c];
+    for row in x.chunks_exact(c) {
+        mean.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+    }
+    mean.iter_mut().for_each(|s| *s = *s / m);
+    let mut var = vec![T::ZERO; c];
+    for row in x.chunks_exact(c) {
+        for ((s, &v), &mu) in var.iter_mut().zip(row).zip(&mean) {
+            *s += (v - mu) * (v - mu);
+        }
+    }
+    var.iter_mut().for_each(|s| *s = *s / m);
+    (mean, var)
+}
+
 /// y = γ·(x − μ)·inv_std + β per channel.
 fn normalize<T: Float>(
     x: &[T],
@@ -73,6 +95,16 @@ fn normalize<T: Float>(
 ) -> Vec<T> {
     let c = mean.len();
     let mut y = vec![T::ZERO; x.len()];
+    if plane == 1 {
+        // N × C rows: the same arithmetic, a row at a time.
+        let scale: Vec<T> = gamma.iter().zip(inv_std).map(|(&g, &s)| g * s).collect();
+        for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            for (ch, (y, &x)) in y.iter_mut().zip(x).enumerate() {
+                *y = scale[ch] * (x - mean[ch]) + beta[ch];
+            }
+        }
+        return y;
+    }
     y.par_chunks_mut(plane.max(1))
         .zip(x.par_chunks(plane.max(1)))
         .enumerate()
@@ -95,6 +127,17 @@ fn grad_sums<T: Float>(
     plane: usize,
 ) -> (Vec<T>, Vec<T>) {
     let c = mean.len();
+    if plane == 1 {
+        // N × C rows: every channel's sums still run over n ascending.
+        let (mut sum_g, mut sum_gx) = (vec![T::ZERO; c], vec![T::ZERO; c]);
+        for (g, x) in grad_out.chunks_exact(c).zip(x.chunks_exact(c)) {
+            for ch in 0..c {
+                sum_g[ch] += g[ch];
+                sum_gx[ch] += g[ch] * (x[ch] - mean[ch]) * inv_std[ch];
+            }
+        }
+        return (sum_g, sum_gx);
+    }
     (0..c)
         .into_par_iter()
         .map(|ch| {
@@ -122,6 +165,18 @@ fn train_grad_input<T: Float>(
     let c = mean.len();
     let m = T::from_usize(x.len() / c);
     let mut grad_input = vec![T::ZERO; x.len()];
+    if plane == 1 {
+        // N × C rows: the same arithmetic, a row at a time.
+        let rows = grad_input.chunks_exact_mut(c).zip(grad_out.chunks_exact(c));
+        for ((gi, g), x) in rows.zip(x.chunks_exact(c)) {
+            for ch in 0..c {
+                let (mean_g, mean_gx) = (sum_g[ch] / m, sum_gx[ch] / m);
+                let x_hat = (x[ch] - mean[ch]) * inv_std[ch];
+                gi[ch] = gamma[ch] * inv_std[ch] * (g[ch] - mean_g - x_hat * mean_gx);
+            }
+        }
+        return grad_input;
+    }
     grad_input
         .par_chunks_mut(plane)
         .zip(grad_out.par_chunks(plane).zip(x.par_chunks(plane)))
