@@ -77,7 +77,7 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ty, $name:literal) => {
+    ($t:ty, $name:literal, $tanh:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -102,8 +102,9 @@ macro_rules! impl_float {
             fn powf(self, p: Self) -> Self {
                 <$t>::powf(self, p)
             }
+            #[inline]
             fn tanh(self) -> Self {
-                <$t>::tanh(self)
+                $tanh(self)
             }
             fn abs(self) -> Self {
                 <$t>::abs(self)
@@ -133,5 +134,5 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, "f32");
-impl_float!(f64, "f64");
+impl_float!(f32, "f32", crate::kernels::tanh::tanh_f32);
+impl_float!(f64, "f64", f64::tanh);

@@ -8,6 +8,7 @@ pub mod adam;
 pub mod gemm;
 pub mod im2col;
 pub mod scratch;
+pub mod tanh;
 
 use rayon::prelude::*;
 
