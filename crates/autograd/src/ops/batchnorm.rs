@@ -73,14 +73,14 @@ fn row_stats<T: Float>(x: &[T], c: usize, m: T) -> (Vec<T>, Vec<T>) {
     for row in x.chunks_exact(c) {
         mean.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
     }
-    mean.iter_mut().for_each(|s| *s = *s / m);
+    mean.iter_mut().for_each(|s| *s /= m);
     let mut var = vec![T::ZERO; c];
     for row in x.chunks_exact(c) {
         for ((s, &v), &mu) in var.iter_mut().zip(row).zip(&mean) {
             *s += (v - mu) * (v - mu);
         }
     }
-    var.iter_mut().for_each(|s| *s = *s / m);
+    var.iter_mut().for_each(|s| *s /= m);
     (mean, var)
 }
 
