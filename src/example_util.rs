@@ -112,6 +112,20 @@ pub(crate) fn draw_curve(
     Ok(())
 }
 
+/// Draws the legend of `chart`'s labelled curves in a framed, lightly shaded box.
+pub(crate) fn draw_legend<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    position: SeriesLabelPosition,
+) -> Result<(), PlotError> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(position)
+        .draw()
+        .map_err(plot_err)
+}
+
 /// ln N(x; μ, σ²) = −½((x − μ)/σ)² − ln σ − ½ ln 2π.
 pub fn normal_log_pdf(x: f64, mean: f64, std: f64) -> f64 {
     let z = (x - mean) / std;

@@ -5,7 +5,7 @@
 use gan::mnist::{Mnist, MNIST_SIDE};
 use gan_suite::teach::js_saturation;
 use gan_suite::teach::mode_collapse::{self, constructed_samples, coverage, Coverage, Ring};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 #[test]
@@ -79,23 +79,10 @@ fn mode_collapse_shortened_is_finite() {
     assert!(svg.contains("<svg") && svg.contains("minibatch standard deviation"));
 }
 
-/// A stand-in for MNIST: `count` images of random bytes.
-fn tiny_mnist(count: usize) -> Mnist {
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let len = count * MNIST_SIDE * MNIST_SIDE;
-    Mnist {
-        images: (0..len).map(|_| rng.gen()).collect(),
-        labels: (0..count).map(|i| (i % 10) as u8).collect(),
-        count,
-        rows: MNIST_SIDE,
-        cols: MNIST_SIDE,
-    }
-}
-
 #[test]
 fn js_saturation_shortened_is_finite() {
     let config = js_saturation::Config::quick();
-    let report = js_saturation::run(&config, &tiny_mnist(16)).expect("training stays finite");
+    let report = js_saturation::run(&config, &Mnist::noise(16, 7)).expect("training stays finite");
     assert!(report.verified(), "{report}");
     let names: Vec<&str> = report.traces.iter().map(|t| t.kind.name()).collect();
     assert_eq!(names, ["mlp", "dcgan"]);

@@ -26,7 +26,7 @@ use layers::AdamConfig;
 use plotters::prelude::*;
 use rand_chacha::ChaCha8Rng;
 
-use crate::example_util::{draw_curve, plot_err, PlotError};
+use crate::example_util::{draw_curve, draw_legend, plot_err, PlotError};
 
 /// Which generator faces the DCGAN discriminator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -418,13 +418,7 @@ pub fn plot_svg(report: &Report) -> Result<String, PlotError> {
             draw_curve(&mut chart, smooth, color.stroke_width(2), false, &label)?;
         }
 
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(plot_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         root.present().map_err(plot_err)?;
     }
     Ok(svg)

@@ -29,7 +29,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::example_util::{draw_curve, log_add_exp, plot_err, Chart, PlotError};
+use crate::example_util::{draw_curve, draw_legend, log_add_exp, plot_err, Chart, PlotError};
 
 /// A 2-D point or vector.
 pub type Vec2 = [f64; 2];
@@ -637,13 +637,7 @@ pub fn plot_svg(report: &Report) -> Result<String, PlotError> {
             draw_fit(&mut chart, fit, color)?;
         }
 
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(plot_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         root.present().map_err(plot_err)?;
     }
     Ok(svg)

@@ -30,7 +30,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::example_util::{
-    draw_curve, linspace, log_add_exp, normal_log_pdf, normal_pdf, plot_err, sigmoid,
+    draw_curve, draw_legend, linspace, log_add_exp, normal_log_pdf, normal_pdf, plot_err, sigmoid,
     trapezoid_grid, PlotError,
 };
 
@@ -509,13 +509,7 @@ pub fn plot_svg(report: &Report) -> Result<String, PlotError> {
         let black = BLACK.stroke_width(2);
         draw_curve(&mut chart, curve(&report.d_star), black, true, "D* formula")?;
 
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(plot_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(plot_err)?;
     }
     Ok(svg)

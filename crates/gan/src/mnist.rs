@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 
 use byteorder::{BigEndian, ByteOrder, WriteBytesExt};
 use flate2::read::MultiGzDecoder;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::atomic::write_atomic;
 
@@ -234,6 +236,20 @@ pub struct Mnist {
 }
 
 impl Mnist {
+    /// `count` 28 × 28 images of uniform random bytes, labelled `i mod 10`, drawn from
+    /// `seed`: a stand-in for MNIST where only its shape matters (tests, benchmarks).
+    pub fn noise(count: usize, seed: u64) -> Mnist {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let len = count * MNIST_SIDE * MNIST_SIDE;
+        Mnist {
+            images: (0..len).map(|_| rng.gen()).collect(),
+            labels: (0..count).map(|i| (i % 10) as u8).collect(),
+            count,
+            rows: MNIST_SIDE,
+            cols: MNIST_SIDE,
+        }
+    }
+
     /// Loads the 60,000 training images and labels from `dir`.
     ///
     /// Each file may be gzipped (the names in [`EXPECTED_FILES`]) or plain (the same

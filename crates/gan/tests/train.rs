@@ -9,21 +9,8 @@ use gan::mnist::{Mnist, MNIST_SIDE};
 use gan::models::ModelKind;
 use gan::train::{DataSource, GeneratorLoss, MnistBatches, TrainError, TrainOptions, Trainer};
 use layers::{checkpoint, AdamConfig, Module};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-
-/// A stand-in for MNIST: `count` images of random bytes.
-fn tiny_mnist(count: usize) -> Mnist {
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let len = count * MNIST_SIDE * MNIST_SIDE;
-    Mnist {
-        images: (0..len).map(|_| rng.gen()).collect(),
-        labels: (0..count).map(|i| (i % 10) as u8).collect(),
-        count,
-        rows: MNIST_SIDE,
-        cols: MNIST_SIDE,
-    }
-}
 
 fn options(batch_size: usize) -> TrainOptions {
     TrainOptions {
@@ -68,7 +55,7 @@ fn temp_file(name: &str) -> PathBuf {
 
 #[test]
 fn a_few_iterations_of_each_model_change_the_weights_and_keep_losses_finite() {
-    let mnist = tiny_mnist(16);
+    let mnist = Mnist::noise(16, 7);
     for (model, batch) in [(ModelKind::Mlp, 8), (ModelKind::Dcgan, 4)] {
         let mut t = trainer(model, 1, batch);
         let g0 = bits(&t.gan.generator.parameters());
@@ -99,7 +86,7 @@ fn a_few_iterations_of_each_model_change_the_weights_and_keep_losses_finite() {
 
 #[test]
 fn stopping_and_resuming_gives_the_uninterrupted_run_bit_for_bit() {
-    let mnist = tiny_mnist(16);
+    let mnist = Mnist::noise(16, 7);
     for (model, batch, half) in [(ModelKind::Mlp, 4, 3), (ModelKind::Dcgan, 2, 1)] {
         let mut data = MnistBatches::new(&mnist);
         let mut straight = trainer(model, 5, batch);
@@ -145,7 +132,7 @@ fn stopping_and_resuming_gives_the_uninterrupted_run_bit_for_bit() {
 
 #[test]
 fn drawing_the_fixed_noise_leaves_the_training_stream_alone() {
-    let mnist = tiny_mnist(8);
+    let mnist = Mnist::noise(8, 7);
     let mut data = MnistBatches::new(&mnist);
     let (mut a, mut b) = (trainer(ModelKind::Mlp, 3, 4), trainer(ModelKind::Mlp, 3, 4));
     let noise = a.fixed_noise(100);
@@ -157,7 +144,7 @@ fn drawing_the_fixed_noise_leaves_the_training_stream_alone() {
 
 #[test]
 fn the_generator_step_leaves_the_frozen_discriminator_unchanged() {
-    let mnist = tiny_mnist(8);
+    let mnist = Mnist::noise(8, 7);
     for model in [ModelKind::Mlp, ModelKind::Dcgan] {
         let mut t = trainer(model, 2, 4);
         let mut rng = ChaCha8Rng::seed_from_u64(11);

@@ -94,10 +94,10 @@ fn normalize<T: Float>(
     plane: usize,
 ) -> Vec<T> {
     let c = mean.len();
+    let scale: Vec<T> = gamma.iter().zip(inv_std).map(|(&g, &s)| g * s).collect();
     let mut y = vec![T::ZERO; x.len()];
     if plane == 1 {
-        // N × C rows: the same arithmetic, a row at a time.
-        let scale: Vec<T> = gamma.iter().zip(inv_std).map(|(&g, &s)| g * s).collect();
+        // N × C rows: a row at a time, so that the loop runs along the channels.
         for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
             for (ch, (y, &x)) in y.iter_mut().zip(x).enumerate() {
                 *y = scale[ch] * (x - mean[ch]) + beta[ch];
@@ -110,9 +110,8 @@ fn normalize<T: Float>(
         .enumerate()
         .for_each(|(i, (y, x))| {
             let ch = i % c;
-            let (scale, shift) = (gamma[ch] * inv_std[ch], beta[ch]);
             for (y, &x) in y.iter_mut().zip(x) {
-                *y = scale * (x - mean[ch]) + shift;
+                *y = scale[ch] * (x - mean[ch]) + beta[ch];
             }
         });
     y
@@ -164,15 +163,21 @@ fn train_grad_input<T: Float>(
 ) -> Vec<T> {
     let c = mean.len();
     let m = T::from_usize(x.len() / c);
+    // Per channel: γ·inv_std, mean(g) and mean(g·x̂).
+    let scale: Vec<T> = gamma.iter().zip(inv_std).map(|(&g, &s)| g * s).collect();
+    let mean_g: Vec<T> = sum_g.iter().map(|&s| s / m).collect();
+    let mean_gx: Vec<T> = sum_gx.iter().map(|&s| s / m).collect();
+    let at = |ch: usize, g: T, x: T| {
+        let x_hat = (x - mean[ch]) * inv_std[ch];
+        scale[ch] * (g - mean_g[ch] - x_hat * mean_gx[ch])
+    };
     let mut grad_input = vec![T::ZERO; x.len()];
     if plane == 1 {
-        // N × C rows: the same arithmetic, a row at a time.
+        // N × C rows: a row at a time, so that the loop runs along the channels.
         let rows = grad_input.chunks_exact_mut(c).zip(grad_out.chunks_exact(c));
         for ((gi, g), x) in rows.zip(x.chunks_exact(c)) {
             for ch in 0..c {
-                let (mean_g, mean_gx) = (sum_g[ch] / m, sum_gx[ch] / m);
-                let x_hat = (x[ch] - mean[ch]) * inv_std[ch];
-                gi[ch] = gamma[ch] * inv_std[ch] * (g[ch] - mean_g - x_hat * mean_gx);
+                gi[ch] = at(ch, g[ch], x[ch]);
             }
         }
         return grad_input;
@@ -183,11 +188,8 @@ fn train_grad_input<T: Float>(
         .enumerate()
         .for_each(|(i, (gi, (g, x)))| {
             let ch = i % c;
-            let (mean_g, mean_gx) = (sum_g[ch] / m, sum_gx[ch] / m);
-            let scale = gamma[ch] * inv_std[ch];
             for ((gi, &g), &x) in gi.iter_mut().zip(g).zip(x) {
-                let x_hat = (x - mean[ch]) * inv_std[ch];
-                *gi = scale * (g - mean_g - x_hat * mean_gx);
+                *gi = at(ch, g, x);
             }
         });
     grad_input

@@ -85,16 +85,14 @@ fn conv_forward<T: Float + GemmScalar>(g: &Conv2dGeometry, cols: &[T], weight: &
 
 /// x_n = col2im(Wᵀ · y_n) for every sample, the adjoint of [`conv_forward`]: the columns of
 /// the whole batch come from one product, columns (C_in·kh·kw × N·L) = Wᵀ · Y (C_out × N·L),
-/// and are folded back per sample. y is N × C_out × oh × ow, the result N × C_in × H × W.
-fn conv_adjoint<T: Float + GemmScalar>(g: &Conv2dGeometry, y: &[T], weight: &[T]) -> Vec<T> {
-    let (k, l) = (g.col_rows(), g.col_cols());
-    let nl = g.batch * l;
-    let y = to_channel_major(y, (g.batch, g.c_out, l));
+/// and are folded back per sample. `y_cm` is y (N × C_out × oh × ow) regrouped by
+/// [`to_channel_major`]; the result is N × C_in × H × W.
+fn conv_adjoint<T: Float + GemmScalar>(g: &Conv2dGeometry, y_cm: &[T], weight: &[T]) -> Vec<T> {
+    let (k, nl) = (g.col_rows(), g.batch * g.col_cols());
     let mut cols = scratch::take(k * nl);
     let w = MatRef::row_major(weight, g.c_out, k);
-    let y_view = MatRef::row_major(&y, g.c_out, nl);
+    let y_view = MatRef::row_major(y_cm, g.c_out, nl);
     gemm(T::ONE, w.t(), y_view, T::ZERO, &mut cols);
-    scratch::give(y);
     // col2im adds into x, which must start at zero.
     let mut x = vec![T::ZERO; g.batch * g.c_in * g.h * g.w];
     col2im_batch(g, &cols, &mut x);
@@ -104,19 +102,22 @@ fn conv_adjoint<T: Float + GemmScalar>(g: &Conv2dGeometry, y: &[T], weight: &[T]
 
 /// ∂L/∂W = Σ_n a_n · columns(b_n)ᵀ, where a is N × C_out × oh × ow and `cols` are the
 /// [`batch_columns`] of b (N × C_in × H × W), as one product whose inner dimension runs over
-/// the batch's pixels: A (C_out × N·L) · colsᵀ (N·L × C_in·kh·kw). The GEMM sums in a fixed
-/// order, so the result does not depend on the thread count.
+/// the batch's pixels: A (C_out × N·L) · colsᵀ (N·L × C_in·kh·kw), with `a_cm` = A, a
+/// regrouped by [`to_channel_major`]. The GEMM sums in a fixed order, so the result does
+/// not depend on the thread count.
 ///
 /// Written into `weight`'s gradient buffer through [`Tensor::accumulate_grad_with`].
-fn weight_grad<T: Float + GemmScalar>(g: &Conv2dGeometry, weight: &Tensor<T>, a: &[T], cols: &[T]) {
-    let (k, l) = (g.col_rows(), g.col_cols());
-    let nl = g.batch * l;
+fn weight_grad<T: Float + GemmScalar>(
+    g: &Conv2dGeometry,
+    weight: &Tensor<T>,
+    a_cm: &[T],
+    cols: &[T],
+) {
+    let (k, nl) = (g.col_rows(), g.batch * g.col_cols());
     weight.accumulate_grad_with(|grad_weight, beta| {
-        let a = to_channel_major(a, (g.batch, g.c_out, l));
-        let a_view = MatRef::row_major(&a, g.c_out, nl);
+        let a_view = MatRef::row_major(a_cm, g.c_out, nl);
         let cols_t = MatRef::row_major(cols, k, nl).t();
         gemm(T::ONE, a_view, cols_t, beta, grad_weight);
-        scratch::give(a);
     });
 }
 
@@ -227,13 +228,18 @@ impl<T: Float + GemmScalar> Tensor<T> {
         inputs.extend(bias.cloned());
         let gf = GradFn::new("conv2d", inputs, move |inp, _, grad_out| {
             let (x, weight) = (&inp[0], &inp[1]);
-            if x.requires_grad() {
-                x.accumulate_grad_vec(conv_adjoint(&g, grad_out, &weight.data()));
-            }
-            if weight.requires_grad() {
-                let cols = batch_columns(&g, &x.data());
-                weight_grad(&g, weight, grad_out, &cols);
-                scratch::give(cols);
+            if x.requires_grad() || weight.requires_grad() {
+                // Both products read g by channel; regroup it once.
+                let g_cm = to_channel_major(grad_out, (g.batch, g.c_out, g.col_cols()));
+                if x.requires_grad() {
+                    x.accumulate_grad_vec(conv_adjoint(&g, &g_cm, &weight.data()));
+                }
+                if weight.requires_grad() {
+                    let cols = batch_columns(&g, &x.data());
+                    weight_grad(&g, weight, &g_cm, &cols);
+                    scratch::give(cols);
+                }
+                scratch::give(g_cm);
             }
             if let Some(b) = inp.get(2).filter(|b| b.requires_grad()) {
                 b.accumulate_grad_vec(bias_grad(grad_out, g.c_out, g.col_cols()));
@@ -295,7 +301,9 @@ impl<T: Float + GemmScalar> Tensor<T> {
             padding,
         };
 
-        let mut y = conv_adjoint(&g, &self.data(), &weight.data());
+        let x_cm = to_channel_major(&self.data(), (batch, c_in, h * w));
+        let mut y = conv_adjoint(&g, &x_cm, &weight.data());
+        scratch::give(x_cm);
         if let Some(b) = bias {
             add_bias(&mut y, &b.data(), out_h * out_w);
         }
@@ -310,7 +318,9 @@ impl<T: Float + GemmScalar> Tensor<T> {
                 x.accumulate_grad_vec(conv_forward(&g, &cols, &weight.data()));
             }
             if weight.requires_grad() {
-                weight_grad(&g, weight, &x.data(), &cols);
+                let x_cm = to_channel_major(&x.data(), (g.batch, g.c_out, g.col_cols()));
+                weight_grad(&g, weight, &x_cm, &cols);
+                scratch::give(x_cm);
             }
             scratch::give(cols);
             if let Some(b) = inp.get(2).filter(|b| b.requires_grad()) {

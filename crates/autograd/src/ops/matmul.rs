@@ -135,10 +135,9 @@ impl<T: Float + GemmScalar> Tensor<T> {
                 "the bias needs one value per column",
             );
         }
+        let bv = bias.data();
         let mut y = Vec::with_capacity(m * n);
-        for _ in 0..m {
-            y.extend_from_slice(&bias.data());
-        }
+        (0..m).for_each(|_| y.extend_from_slice(&bv));
         let (xv, wv) = (self.data(), weight.data());
         gemm(
             T::ONE,

@@ -305,16 +305,7 @@ impl GemmScalar for f64 {
     fn gemm_rayon(alpha: f64, a: MatRef<f64>, b: MatRef<f64>, beta: f64, c: &mut [f64]) {
         let n = b.cols;
         check_operands(&a, &b, c.len(), n);
-        if n == 0 {
-            return;
-        }
-        c.par_chunks_mut(MM_ROW_BLOCK * n)
-            .enumerate()
-            .for_each(|(blk, c_blk)| {
-                let rows = c_blk.len() / n;
-                let a_blk = a.rows_range(blk * MM_ROW_BLOCK, rows);
-                mm_dgemm(alpha, a_blk, b, beta, c_blk, n);
-            });
+        mm_threaded(true, mm_dgemm, alpha, a, b, beta, c, n);
     }
 }
 
@@ -388,7 +379,7 @@ pub fn sgemm_with(
         Kernel::Avx512 => packed::gemm::<kernel_avx512::Avx512>,
         #[cfg(not(target_arch = "x86_64"))]
         Kernel::Avx2 | Kernel::Avx512 => unreachable!("checked by is_available"),
-        Kernel::MatrixMultiply => return mm_sgemm_threaded(par, alpha, a, b, beta, c, ldc),
+        Kernel::MatrixMultiply => return mm_threaded(par, mm_sgemm, alpha, a, b, beta, c, ldc),
     };
     // SAFETY: `check_operands` proved that every element of A and B the product reads, and
     // every element of C it writes, lies inside its slice, and that A's columns match B's
@@ -400,19 +391,25 @@ pub fn sgemm_with(
 /// [`packed::gemm`] for one micro-kernel.
 type PackedGemm = unsafe fn(bool, f32, packed::RawMat, packed::RawMat, f32, &mut [f32], usize);
 
-/// The `matrixmultiply` path, over blocks of rows on rayon when `par`.
-fn mm_sgemm_threaded(
+/// A `matrixmultiply` product, `mm` being [`mm_sgemm`] or [`mm_dgemm`].
+type MmGemm<T> = fn(T, MatRef<T>, MatRef<T>, T, &mut [T], usize);
+
+/// The `matrixmultiply` path (after [`check_operands`]), over blocks of
+/// [`MM_ROW_BLOCK`] rows on rayon when `par`.
+#[allow(clippy::too_many_arguments)]
+fn mm_threaded<T: Copy + Send + Sync>(
     par: bool,
-    alpha: f32,
-    a: MatRef<f32>,
-    b: MatRef<f32>,
-    beta: f32,
-    c: &mut [f32],
+    mm: MmGemm<T>,
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: &mut [T],
     ldc: usize,
 ) {
     let (m, n) = (a.rows, b.cols);
-    if !par || m <= MM_ROW_BLOCK {
-        return mm_sgemm(alpha, a, b, beta, c, ldc);
+    if !par || m <= MM_ROW_BLOCK || n == 0 {
+        return mm(alpha, a, b, beta, c, ldc);
     }
     // Trimmed to the last element of C, so that every chunk ends on a row of C.
     c[..(m - 1) * ldc + n]
@@ -421,7 +418,7 @@ fn mm_sgemm_threaded(
         .for_each(|(blk, c_blk)| {
             let rows = (c_blk.len() + ldc - n) / ldc;
             let a_blk = a.rows_range(blk * MM_ROW_BLOCK, rows);
-            mm_sgemm(alpha, a_blk, b, beta, c_blk, ldc);
+            mm(alpha, a_blk, b, beta, c_blk, ldc);
         });
 }
 
