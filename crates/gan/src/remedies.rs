@@ -8,8 +8,9 @@
 //! that describes the whole batch: how much the samples differ from each other. A collapsed
 //! batch of fakes shows a spread far below a real batch's, which D can learn to reject.
 //!
-//! The trainer ([`crate::train::Trainer`]) runs D on the real and the fake batch
-//! separately, so each batch's statistic comes from samples of one kind only.
+//! The layer mixes samples ([`layers::Module::mixes_samples`] keeps its default, true), so
+//! the trainer ([`crate::train::Trainer`]) runs D on the real and the fake batch
+//! separately, and each batch's statistic comes from samples of one kind only.
 //!
 //! To use it, insert the layer into the discriminator, usually before its last dense layer,
 //! and widen that layer by one input:
