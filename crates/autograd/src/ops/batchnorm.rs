@@ -110,8 +110,9 @@ fn normalize<T: Float>(
         .enumerate()
         .for_each(|(i, (y, x))| {
             let ch = i % c;
+            let (scale, mu, shift) = (scale[ch], mean[ch], beta[ch]);
             for (y, &x) in y.iter_mut().zip(x) {
-                *y = scale[ch] * (x - mean[ch]) + beta[ch];
+                *y = scale * (x - mu) + shift;
             }
         });
     y
@@ -167,17 +168,19 @@ fn train_grad_input<T: Float>(
     let scale: Vec<T> = gamma.iter().zip(inv_std).map(|(&g, &s)| g * s).collect();
     let mean_g: Vec<T> = sum_g.iter().map(|&s| s / m).collect();
     let mean_gx: Vec<T> = sum_gx.iter().map(|&s| s / m).collect();
-    let at = |ch: usize, g: T, x: T| {
-        let x_hat = (x - mean[ch]) * inv_std[ch];
-        scale[ch] * (g - mean_g[ch] - x_hat * mean_gx[ch])
+    // The formula for one value of channel ch, from that channel's constants.
+    let at = |g: T, x: T, (mu, is, scale, mean_g, mean_gx): (T, T, T, T, T)| {
+        let x_hat = (x - mu) * is;
+        scale * (g - mean_g - x_hat * mean_gx)
     };
+    let consts = |ch: usize| (mean[ch], inv_std[ch], scale[ch], mean_g[ch], mean_gx[ch]);
     let mut grad_input = vec![T::ZERO; x.len()];
     if plane == 1 {
         // N × C rows: a row at a time, so that the loop runs along the channels.
         let rows = grad_input.chunks_exact_mut(c).zip(grad_out.chunks_exact(c));
         for ((gi, g), x) in rows.zip(x.chunks_exact(c)) {
             for ch in 0..c {
-                gi[ch] = at(ch, g[ch], x[ch]);
+                gi[ch] = at(g[ch], x[ch], consts(ch));
             }
         }
         return grad_input;
@@ -187,9 +190,9 @@ fn train_grad_input<T: Float>(
         .zip(grad_out.par_chunks(plane).zip(x.par_chunks(plane)))
         .enumerate()
         .for_each(|(i, (gi, (g, x)))| {
-            let ch = i % c;
+            let k = consts(i % c);
             for ((gi, &g), &x) in gi.iter_mut().zip(g).zip(x) {
-                *gi = at(ch, g, x);
+                *gi = at(g, x, k);
             }
         });
     grad_input
