@@ -1,5 +1,5 @@
 //! Whole training iterations (W1, W2) and the kernels beside GEMM that they run: batch
-//! im2col / col2im of the DCGAN's largest convolution, and the fused Adam update.
+//! im2col / col2im of the DCGAN's two largest convolutions, and the fused Adam update.
 //!
 //! ```sh
 //! cargo bench --bench workloads                  # everything (a few minutes)
@@ -80,28 +80,39 @@ fn dconv2() -> Conv2dGeometry {
     }
 }
 
+/// G's second transposed convolution, 256 → 128 channels, 7 × 7 → 14 × 14, in the geometry
+/// of the convolution it is the adjoint of: the largest columns of W2 (25 MB).
+fn gconvt2() -> Conv2dGeometry {
+    Conv2dGeometry {
+        c_in: 128,
+        c_out: 256,
+        ..dconv2()
+    }
+}
+
 fn bench_im2col(c: &mut Criterion) {
-    let g = dconv2();
-    let x: Vec<f32> = (0..g.batch * g.c_in * g.h * g.w)
-        .map(|i| (i % 17) as f32 * 0.1)
-        .collect();
-    let mut cols = vec![0.0f32; g.col_rows() * g.batch * g.col_cols()];
-    let mut group = c.benchmark_group("conv/Dconv2");
-    group.throughput(Throughput::Bytes((cols.len() * 4) as u64));
-    group.bench_function("im2col_batch", |b| {
-        b.iter(|| {
-            im2col_batch(&g, &x, &mut cols);
-            black_box(&mut cols);
-        })
-    });
-    let mut back = vec![0.0f32; x.len()];
-    group.bench_function("col2im_batch", |b| {
-        b.iter(|| {
-            col2im_batch(&g, &cols, &mut back);
-            black_box(&mut back);
-        })
-    });
-    group.finish();
+    for (name, g) in [("Dconv2", dconv2()), ("Gconvt2", gconvt2())] {
+        let x: Vec<f32> = (0..g.batch * g.c_in * g.h * g.w)
+            .map(|i| (i % 17) as f32 * 0.1)
+            .collect();
+        let mut cols = vec![0.0f32; g.col_rows() * g.batch * g.col_cols()];
+        let mut group = c.benchmark_group(format!("conv/{name}"));
+        group.throughput(Throughput::Bytes((cols.len() * 4) as u64));
+        group.bench_function("im2col_batch", |b| {
+            b.iter(|| {
+                im2col_batch(&g, &x, &mut cols);
+                black_box(&mut cols);
+            })
+        });
+        let mut back = vec![0.0f32; x.len()];
+        group.bench_function("col2im_batch", |b| {
+            b.iter(|| {
+                col2im_batch(&g, &cols, &mut back);
+                black_box(&mut back);
+            })
+        });
+        group.finish();
+    }
 }
 
 fn bench_adam(c: &mut Criterion) {

@@ -19,6 +19,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::element::Float;
+use crate::kernels::scratch;
 
 /// The sizes of a 2-D convolution y = conv(x, W) + b, in one place.
 ///
@@ -287,32 +288,108 @@ pub fn col2im<T: Float>(g: &Conv2dGeometry, cols: &[T], x: &mut [T]) {
     }
 }
 
+/// The planes of one channel for every sample of the batch, each with `padding` zeros on
+/// every side ((h + 2p) × (w + 2p)), so that every window of the convolution lies inside
+/// its plane and the batch kernels below need no bounds logic. Holding the whole batch of
+/// one channel (64 KB for the DCGAN) lets them walk each row of the columns from start to
+/// end, so the large columns matrix is read or written as a stream.
+///
+/// Window (oy, ox) with kernel offset (i, j) reads `plane[(oy·s + i)·pw + ox·s + j]`, which
+/// is `plane[i·pw + j + base[oy·ow + ox]]` with `base[oy·ow + ox] = oy·s·pw + ox·s`: one
+/// table for every (i, j), so each sample's part of a row is a single gather.
+struct PaddedPlanes<'a, T> {
+    /// batch × (h + 2p) × (w + 2p)
+    buf: &'a mut [T],
+    /// Row length, w + 2p.
+    pw: usize,
+    /// Length of one padded plane, (h + 2p)·(w + 2p).
+    len: usize,
+    /// Offset of each window's top-left corner, oh·ow entries.
+    base: &'a [usize],
+}
+
+/// The sizes of [`PaddedPlanes`]: (pw, padded plane length) and the `base` table.
+fn padded_layout(g: &Conv2dGeometry) -> ((usize, usize), Vec<usize>) {
+    let (pw, s) = (g.w + 2 * g.padding, g.stride);
+    let base = (0..g.out_h())
+        .flat_map(|oy| (0..g.out_w()).map(move |ox| oy * s * pw + ox * s))
+        .collect();
+    ((pw, (g.h + 2 * g.padding) * pw), base)
+}
+
+impl<T: Float> PaddedPlanes<'_, T> {
+    /// Pixel row y of sample n: row y + p, columns p .. p + w of its padded plane.
+    fn interior_row(&mut self, g: &Conv2dGeometry, n: usize, y: usize) -> &mut [T] {
+        let p = g.padding;
+        &mut self.buf[n * self.len + (y + p) * self.pw + p..][..g.w]
+    }
+
+    /// dst[o] = the value window o of sample n reads at kernel offset (i, j).
+    fn gather(&self, n: usize, (i, j): (usize, usize), dst: &mut [T]) {
+        let src = &self.buf[n * self.len + i * self.pw + j..];
+        dst.iter_mut()
+            .zip(self.base)
+            .for_each(|(d, &b)| *d = src[b]);
+    }
+
+    /// The adjoint of [`Self::gather`]: adds src[o] onto the value window o of sample n
+    /// reads at kernel offset (i, j).
+    fn scatter_add(&mut self, n: usize, (i, j): (usize, usize), src: &[T]) {
+        let dst = &mut self.buf[n * self.len + i * self.pw + j..];
+        src.iter().zip(self.base).for_each(|(&v, &b)| dst[b] += v);
+    }
+}
+
 /// im2col of the whole batch, the samples side by side: `cols` is
 /// (c_in·kh·kw) × (batch·oh·ow), and sample n's columns are n·oh·ow .. (n + 1)·oh·ow, so
 /// that one GEMM convolves the whole batch. Every element is overwritten. Parallel over
 /// input channels (each owns a contiguous band of rows).
 ///
+/// The same map as [`im2col`], computed differently: a channel's planes are first copied
+/// into zero-bordered [`PaddedPlanes`], and then each row of the columns is written from
+/// start to end, one gather per sample, with no padding cases. The single-sample version
+/// is the reference it is tested against.
+///
 /// # Panics
 /// When a buffer length does not match the geometry.
 #[track_caller]
 pub fn im2col_batch<T: Float>(g: &Conv2dGeometry, x: &[T], cols: &mut [T]) {
-    let nl = g.batch * g.col_cols();
+    let (l, nl) = (g.col_cols(), g.batch * g.col_cols());
     let plane = g.h * g.w;
     assert_eq!(x.len(), g.batch * g.c_in * plane, "im2col_batch: x size");
     assert_eq!(cols.len(), g.col_rows() * nl, "im2col_batch: columns size");
-    let win = Windows::new(g);
+    let ((pw, len), base) = padded_layout(g);
     cols.par_chunks_mut((g.kh * g.kw * nl).max(1))
         .enumerate()
         .for_each(|(c, rows)| {
+            let mut buf = vec![T::ZERO; g.batch * len];
+            let mut planes = PaddedPlanes {
+                buf: &mut buf,
+                pw,
+                len,
+                base: &base,
+            };
             for n in 0..g.batch {
                 let x_nc = &x[(n * g.c_in + c) * plane..][..plane];
-                unfold_plane(g, &win, x_nc, rows, (nl, n * g.col_cols()));
+                for (y, src) in x_nc.chunks_exact(g.w.max(1)).enumerate() {
+                    planes.interior_row(g, n, y).copy_from_slice(src);
+                }
+            }
+            for (ij, row) in rows.chunks_exact_mut(nl.max(1)).enumerate() {
+                for (n, dst) in row.chunks_exact_mut(l).enumerate() {
+                    planes.gather(n, (ij / g.kw, ij % g.kw), dst);
+                }
             }
         });
 }
 
 /// The adjoint of [`im2col_batch`]: x += im2col_batchᵀ(cols), for x of
-/// batch × c_in × h × w. Parallel over samples (each owns its slice of x).
+/// batch × c_in × h × w.
+///
+/// Parallel over channels: each folds its rows of the columns, read from start to end,
+/// into zeroed [`PaddedPlanes`] of its own; entries that im2col read from the padding land
+/// in the border and are dropped. A second pass, parallel over samples, adds the interiors
+/// onto x.
 ///
 /// # Panics
 /// When a buffer length does not match the geometry.
@@ -322,14 +399,40 @@ pub fn col2im_batch<T: Float>(g: &Conv2dGeometry, cols: &[T], x: &mut [T]) {
     let plane = g.h * g.w;
     assert_eq!(x.len(), g.batch * g.c_in * plane, "col2im_batch: x size");
     assert_eq!(cols.len(), g.col_rows() * nl, "col2im_batch: columns size");
-    let (per_channel, win) = (g.kh * g.kw * nl, Windows::new(g));
+    let ((pw, len), base) = padded_layout(g);
+    let kk = g.kh * g.kw;
+    // c_in × batch × padded plane
+    let mut folded = scratch::take(g.c_in * g.batch * len);
+    folded
+        .par_chunks_mut((g.batch * len).max(1))
+        .enumerate()
+        .for_each(|(c, buf)| {
+            buf.fill(T::ZERO);
+            let mut planes = PaddedPlanes {
+                buf,
+                pw,
+                len,
+                base: &base,
+            };
+            let rows = &cols[c * kk * nl..][..kk * nl];
+            for (ij, row) in rows.chunks_exact(nl.max(1)).enumerate() {
+                for (n, src) in row.chunks_exact(l).enumerate() {
+                    planes.scatter_add(n, (ij / g.kw, ij % g.kw), src);
+                }
+            }
+        });
     x.par_chunks_mut((g.c_in * plane).max(1))
         .enumerate()
         .for_each(|(n, x_n)| {
             for (c, x_nc) in x_n.chunks_exact_mut(plane.max(1)).enumerate() {
-                fold_plane(g, &win, &cols[c * per_channel..], (nl, n * l), x_nc);
+                let padded = &folded[(c * g.batch + n) * len..][..len];
+                for (y, dst) in x_nc.chunks_exact_mut(g.w.max(1)).enumerate() {
+                    let src = &padded[(y + g.padding) * pw + g.padding..][..g.w];
+                    dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
+                }
             }
         });
+    scratch::give(folded);
 }
 
 /// The input index o·stride + k − padding, or `None` when it falls into the padding.
@@ -460,12 +563,12 @@ mod tests {
     }
 
     /// Every valid single-sample geometry over odd and even sizes, kernels 1 to 3 (and one
-    /// non-square), stride 1 to 2, padding 0 to 2.
+    /// non-square), stride 1 to 3, padding 0 to 2.
     fn geometries() -> Vec<Conv2dGeometry> {
         let mut all = vec![];
         for (h, w) in [(1, 1), (3, 3), (4, 5), (6, 4), (7, 7)] {
             for (kh, kw) in [(1, 1), (2, 2), (3, 3), (3, 2)] {
-                for stride in 1..=2 {
+                for stride in 1..=3 {
                     for padding in 0..=2 {
                         let g = Conv2dGeometry {
                             batch: 1,
