@@ -41,6 +41,14 @@ impl<T> Storage<T> {
         }
     }
 
+    /// The host buffer itself, for reuse once its tensor is gone (`None` for a buffer
+    /// that lives on another device).
+    pub fn into_host_vec(self) -> Option<Vec<T>> {
+        match self {
+            Storage::Cpu(v) => Some(v),
+        }
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.as_slice().len()

@@ -116,6 +116,7 @@ pub(crate) fn backward<T: Float>(root: &Tensor<T>, seed: Vec<T>) {
         };
         if let Some(g) = grad {
             (f.backward)(&f.inputs, &t.data(), &g);
+            crate::kernels::scratch::give(g);
         }
     }
 }

@@ -9,6 +9,7 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::element::Float;
+use crate::kernels::scratch;
 use crate::shape::{fmt_shape, numel, op_panic};
 use crate::storage::{Device, Storage};
 use crate::tape::{self, GradFn};
@@ -36,6 +37,21 @@ pub(crate) struct Node<T: Float> {
     /// backward; intermediate gradients are freed as soon as they have been propagated.
     pub(crate) retains_grad: Cell<bool>,
     pub(crate) grad_fn: RefCell<Option<GradFn<T>>>,
+}
+
+/// A node's buffers go back to the scratch stack when the last handle to it is dropped, so
+/// that the next op's output of the same size reuses them instead of mapping and zeroing
+/// fresh memory (see [`crate::kernels::scratch`]).
+impl<T: Float> Drop for Node<T> {
+    fn drop(&mut self) {
+        let data = std::mem::replace(self.data.get_mut(), Storage::Cpu(Vec::new()));
+        let buffers = [
+            data.into_host_vec(),
+            self.grad.get_mut().take(),
+            self.spare_grad.get_mut().take(),
+        ];
+        buffers.into_iter().flatten().for_each(scratch::give);
+    }
 }
 
 impl<T: Float> Clone for Tensor<T> {
@@ -257,7 +273,7 @@ impl<T: Float> Tensor<T> {
                     .borrow_mut()
                     .take()
                     .filter(|b| b.len() == n)
-                    .unwrap_or_else(|| vec![T::ZERO; n]);
+                    .unwrap_or_else(|| scratch::take(n));
                 write(&mut buf, T::ZERO);
                 *slot = Some(buf);
             }
@@ -284,7 +300,11 @@ impl<T: Float> Tensor<T> {
         let mut slot = self.node.grad.borrow_mut();
         match slot.as_mut() {
             Some(acc) => crate::kernels::add_assign(acc, g),
-            None => *slot = Some(g.to_vec()),
+            None => {
+                let mut copy = scratch::take(g.len());
+                copy.copy_from_slice(g);
+                *slot = Some(copy);
+            }
         }
     }
 
@@ -296,7 +316,10 @@ impl<T: Float> Tensor<T> {
         }
         let mut slot = self.node.grad.borrow_mut();
         match slot.as_mut() {
-            Some(acc) => crate::kernels::add_assign(acc, &g),
+            Some(acc) => {
+                crate::kernels::add_assign(acc, &g);
+                scratch::give(g);
+            }
             None => {
                 assert_eq!(g.len(), self.numel(), "accumulate_grad: gradient size");
                 *slot = Some(g)

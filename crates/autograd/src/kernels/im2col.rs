@@ -383,13 +383,13 @@ pub fn im2col_batch<T: Float>(g: &Conv2dGeometry, x: &[T], cols: &mut [T]) {
         });
 }
 
-/// The adjoint of [`im2col_batch`]: x += im2col_batchᵀ(cols), for x of
-/// batch × c_in × h × w.
+/// The adjoint of [`im2col_batch`]: x = im2col_batchᵀ(cols), for x of
+/// batch × c_in × h × w. Every element of x is overwritten.
 ///
 /// Parallel over channels: each folds its rows of the columns, read from start to end,
 /// into zeroed [`PaddedPlanes`] of its own; entries that im2col read from the padding land
-/// in the border and are dropped. A second pass, parallel over samples, adds the interiors
-/// onto x.
+/// in the border and are dropped. A second pass, parallel over samples, copies the
+/// interiors into x.
 ///
 /// # Panics
 /// When a buffer length does not match the geometry.
@@ -428,7 +428,7 @@ pub fn col2im_batch<T: Float>(g: &Conv2dGeometry, cols: &[T], x: &mut [T]) {
                 let padded = &folded[(c * g.batch + n) * len..][..len];
                 for (y, dst) in x_nc.chunks_exact_mut(g.w.max(1)).enumerate() {
                     let src = &padded[(y + g.padding) * pw + g.padding..][..g.w];
-                    dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
+                    dst.copy_from_slice(src);
                 }
             }
         });
@@ -650,7 +650,7 @@ mod tests {
     }
 
     /// The batch columns are the per-sample columns side by side, and col2im_batch folds
-    /// each sample's band back exactly as col2im does.
+    /// each sample's band back exactly as col2im does into zeros.
     #[test]
     fn batch_columns_are_the_samples_side_by_side() {
         for g in geometries() {
@@ -670,8 +670,9 @@ mod tests {
             }
 
             let folded_cols = ints(k * nl, 5);
-            let mut x_batch = ints(g.batch * per, 6);
-            let mut x_each = x_batch.clone();
+            // col2im_batch overwrites x (whatever it held); col2im adds onto zeros.
+            let mut x_batch = vec![f64::NAN; g.batch * per];
+            let mut x_each = vec![0.0; g.batch * per];
             col2im_batch(&g, &folded_cols, &mut x_batch);
             for n in 0..g.batch {
                 let mut one = vec![0.0; k * l];

@@ -21,7 +21,7 @@ pub const CHUNK: usize = 1 << 13;
 
 /// `out[i] = f(x[i])`
 pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
-    let mut out = vec![T::ZERO; x.len()];
+    let mut out = scratch::take(x.len());
     if x.len() < PAR_THRESHOLD {
         for (o, &v) in out.iter_mut().zip(x) {
             *o = f(v);
@@ -41,7 +41,7 @@ pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
 /// `out[i] = f(a[i], b[i])`
 pub fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
     assert_eq!(a.len(), b.len(), "zip_map: operand lengths differ");
-    let mut out = vec![T::ZERO; a.len()];
+    let mut out = scratch::take(a.len());
     if a.len() < PAR_THRESHOLD {
         for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
             *o = f(x, y);
@@ -65,7 +65,7 @@ pub fn zip3_map<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T + 
         a.len() == b.len() && b.len() == c.len(),
         "zip3_map: lengths differ"
     );
-    let mut out = vec![T::ZERO; a.len()];
+    let mut out = scratch::take(a.len());
     let body = |o: &mut [T], a: &[T], b: &[T], c: &[T]| {
         for i in 0..o.len() {
             o[i] = f(a[i], b[i], c[i]);

@@ -1,20 +1,26 @@
-//! Scratch buffers reused across calls: the large temporaries of the convolutions (the
-//! batch's columns, activations regrouped by channel) come from a small per-thread stack
-//! of freed buffers instead of a fresh allocation each time. At tens of megabytes each, a
+//! Buffers reused across calls: the large temporaries of the convolutions (the batch's
+//! columns, activations regrouped by channel) and the storage of tensors that have been
+//! dropped come back to a small per-thread stack of freed buffers, and the next large
+//! output or temporary is taken from it instead of from the allocator. At megabytes each, a
 //! fresh buffer costs a zeroing pass and, when the allocator maps new pages for it, a page
 //! fault per 4 KiB; a reused one costs neither.
 //!
 //! [`take`] hands out a buffer whose elements are left over from its last use (valid
 //! numbers, never uninitialised memory), so only kernels that overwrite every element may
-//! use it; [`give`] returns a buffer for the next [`take`]. The stack holds at most
-//! [`MAX_BUFFERS`] buffers and [`MAX_BYTES`] bytes per thread and element type.
+//! use it; [`take_zeroed`] is for kernels that accumulate. [`give`] returns a buffer for a
+//! later take (buffers under [`MIN_LEN`] elements are left to the allocator). The stack
+//! holds at most [`MAX_BUFFERS`] buffers and [`MAX_BYTES`] bytes per thread and element
+//! type, dropping the oldest first.
 
 use crate::element::Float;
 
 /// Most buffers one thread keeps (per element type).
-pub const MAX_BUFFERS: usize = 8;
+pub const MAX_BUFFERS: usize = 16;
 /// Most bytes one thread keeps (per element type).
-pub const MAX_BYTES: usize = 64 << 20;
+pub const MAX_BYTES: usize = 128 << 20;
+/// Shorter buffers are not kept: the allocator serves them well, and kept ones would crowd
+/// out the large ones.
+pub const MIN_LEN: usize = 1 << 12;
 
 /// Freed buffers of one element type on one thread, most recently freed last.
 #[derive(Debug, Default)]
@@ -24,10 +30,17 @@ pub struct Stack<T> {
 }
 
 impl<T: Float> Stack<T> {
-    /// The most recently freed buffer with room for `len` elements (it is the likeliest to
-    /// be in cache), resized to `len`.
+    /// A freed buffer for `len` elements, resized to `len`, chosen so that the resize writes
+    /// nothing: the smallest already at least `len` long (most recently freed among equals;
+    /// it is the likeliest to be in cache), else the longest with room for `len`. A buffer
+    /// with more than twice the room needed is kept for a larger request.
     fn take(&mut self, len: usize) -> Option<Vec<T>> {
-        let i = self.free.iter().rposition(|v| v.capacity() >= len)?;
+        let fits = |v: &Vec<T>| v.capacity() >= len && v.capacity() <= 2 * len.max(MIN_LEN);
+        let candidates = self.free.iter().enumerate().rev().filter(|(_, v)| fits(v));
+        let (i, _) = candidates.min_by_key(|(_, v)| match v.len() >= len {
+            true => (0, v.capacity()),
+            false => (1, len - v.len()),
+        })?;
         let mut v = self.free.remove(i);
         self.bytes -= v.capacity() * size_of::<T>();
         // Within capacity: shortening is free, lengthening writes only the gap.
@@ -36,6 +49,9 @@ impl<T: Float> Stack<T> {
     }
 
     fn give(&mut self, v: Vec<T>) {
+        if v.capacity() < MIN_LEN {
+            return;
+        }
         let size = v.capacity() * size_of::<T>();
         while !self.free.is_empty()
             && (self.free.len() >= MAX_BUFFERS || self.bytes + size > MAX_BYTES)
@@ -56,6 +72,17 @@ pub fn take<T: Float>(len: usize) -> Vec<T> {
     T::with_scratch(|s| s.take(len))
         .flatten()
         .unwrap_or_else(|| vec![T::ZERO; len])
+}
+
+/// A buffer of `len` zeros, for a kernel that adds into its output.
+pub fn take_zeroed<T: Float>(len: usize) -> Vec<T> {
+    match T::with_scratch(|s| s.take(len)).flatten() {
+        Some(mut v) => {
+            v.fill(T::ZERO);
+            v
+        }
+        None => vec![T::ZERO; len],
+    }
 }
 
 /// Hands a buffer back for a later [`take`] on this thread.
@@ -91,10 +118,45 @@ mod tests {
     }
 
     #[test]
+    fn the_best_fitting_buffer_is_taken() {
+        let mut s = Stack::<f32>::default();
+        s.give(vec![1.0; 9000]);
+        s.give(vec![2.0; 5000]);
+        s.give(vec![3.0; 100_000]);
+        let v = s.take(4500).unwrap();
+        assert_eq!(v[0], 2.0, "the smallest long enough buffer");
+        let mut short = s.take(8000).unwrap();
+        assert_eq!(short[0], 1.0);
+        short.truncate(4000);
+        s.give(short);
+        s.give(vec![4.0; 8000]);
+        assert_eq!(
+            s.take(8000).unwrap()[0],
+            4.0,
+            "one needing no resize is preferred"
+        );
+        assert!(
+            s.take(10_000).is_none(),
+            "a buffer ten times too large is kept"
+        );
+        assert_eq!(s.take(90_000).unwrap()[0], 3.0);
+    }
+
+    #[test]
+    fn zeroed_buffers_are_zero() {
+        give(vec![5.0f32; 6000]);
+        let v: Vec<f32> = take_zeroed(5000);
+        assert_eq!(v.len(), 5000);
+        assert!(v.iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
     fn the_stack_is_bounded() {
         let mut s = Stack::<f32>::default();
+        s.give(vec![0.0; MIN_LEN - 1]);
+        assert!(s.free.is_empty(), "short buffers are left to the allocator");
         for _ in 0..MAX_BUFFERS + 3 {
-            s.give(vec![0.0; 16]);
+            s.give(vec![0.0; MIN_LEN]);
         }
         assert_eq!(s.free.len(), MAX_BUFFERS);
         s.give(vec![0.0; MAX_BYTES / 4]);

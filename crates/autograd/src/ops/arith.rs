@@ -7,7 +7,7 @@
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use crate::element::Float;
-use crate::kernels::{map, zip_map};
+use crate::kernels::{map, scratch, zip_map};
 use crate::ops::sum_to_shape;
 use crate::shape::{broadcast_shape, broadcast_strides, for_each_broadcast, numel};
 use crate::tape::GradFn;
@@ -33,7 +33,7 @@ pub(crate) fn broadcast_zip<T: Float>(
         let s = a[0];
         return map(b, |y| f(s, y));
     }
-    let mut res = vec![T::ZERO; numel(out)];
+    let mut res = scratch::take(numel(out));
     let (sa, sb) = (
         broadcast_strides(a_shape, out),
         broadcast_strides(b_shape, out),
@@ -87,7 +87,7 @@ fn grad_on_grid<T: Float>(
     g: &[T],
     rule: fn(T, T, T) -> T,
 ) -> Vec<T> {
-    let mut res = vec![T::ZERO; numel(out)];
+    let mut res = scratch::take(numel(out));
     if a_shape == out && b_shape == out {
         for i in 0..res.len() {
             res[i] = rule(a[i], b[i], g[i]);

@@ -13,6 +13,7 @@
 use rayon::prelude::*;
 
 use crate::element::Float;
+use crate::kernels::scratch;
 use crate::shape::{op_panic, shape_panic};
 use crate::tape::GradFn;
 use crate::tensor::Tensor;
@@ -95,7 +96,7 @@ fn normalize<T: Float>(
 ) -> Vec<T> {
     let c = mean.len();
     let scale: Vec<T> = gamma.iter().zip(inv_std).map(|(&g, &s)| g * s).collect();
-    let mut y = vec![T::ZERO; x.len()];
+    let mut y = scratch::take(x.len());
     if plane == 1 {
         // N × C rows: a row at a time, so that the loop runs along the channels.
         for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
@@ -174,7 +175,7 @@ fn train_grad_input<T: Float>(
         scale * (g - mean_g - x_hat * mean_gx)
     };
     let consts = |ch: usize| (mean[ch], inv_std[ch], scale[ch], mean_g[ch], mean_gx[ch]);
-    let mut grad_input = vec![T::ZERO; x.len()];
+    let mut grad_input = scratch::take(x.len());
     if plane == 1 {
         // N × C rows: a row at a time, so that the loop runs along the channels.
         let rows = grad_input.chunks_exact_mut(c).zip(grad_out.chunks_exact(c));

@@ -51,7 +51,7 @@ fn to_channel_major<T: Float>(y: &[T], (n, c, l): (usize, usize, usize)) -> Vec<
 
 /// The inverse of [`to_channel_major`]: C × (N·L) → N × C × L.
 fn to_batch_major<T: Float>(yc: &[T], (n, c, l): (usize, usize, usize)) -> Vec<T> {
-    let mut out = vec![T::ZERO; yc.len()];
+    let mut out = scratch::take(yc.len());
     out.par_chunks_mut((c * l).max(1))
         .enumerate()
         .for_each(|(s, sample)| {
@@ -93,8 +93,7 @@ fn conv_adjoint<T: Float + GemmScalar>(g: &Conv2dGeometry, y_cm: &[T], weight: &
     let w = MatRef::row_major(weight, g.c_out, k);
     let y_view = MatRef::row_major(y_cm, g.c_out, nl);
     gemm(T::ONE, w.t(), y_view, T::ZERO, &mut cols);
-    // col2im adds into x, which must start at zero.
-    let mut x = vec![T::ZERO; g.batch * g.c_in * g.h * g.w];
+    let mut x = scratch::take(g.batch * g.c_in * g.h * g.w);
     col2im_batch(g, &cols, &mut x);
     scratch::give(cols);
     x

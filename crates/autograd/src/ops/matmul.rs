@@ -5,13 +5,14 @@ use rayon::prelude::*;
 
 use crate::element::Float;
 use crate::kernels::gemm::{gemm, GemmScalar, MatRef};
+use crate::kernels::scratch;
 use crate::shape::shape_panic;
 use crate::tape::GradFn;
 use crate::tensor::Tensor;
 
 /// A·B for row-major A (m × k) and B (k × n) into a fresh m × n buffer.
 fn mm<T: Float + GemmScalar>(a: MatRef<T>, b: MatRef<T>) -> Vec<T> {
-    let mut c = vec![T::ZERO; a.rows * b.cols];
+    let mut c = scratch::take(a.rows * b.cols);
     gemm(T::ONE, a, b, T::ZERO, &mut c);
     c
 }
@@ -40,7 +41,7 @@ impl Operand {
 fn bmm<T: Float + GemmScalar>(batch: usize, a: &[T], ao: Operand, b: &[T], bo: Operand) -> Vec<T> {
     let (m, n) = (ao.view(a).rows, bo.view(b).cols);
     let (a_step, b_step) = (ao.rows * ao.cols, bo.rows * bo.cols);
-    let mut c = vec![T::ZERO; batch * m * n];
+    let mut c = scratch::take(batch * m * n);
     c.par_chunks_mut((m * n).max(1))
         .enumerate()
         .for_each(|(i, c)| {

@@ -2,6 +2,7 @@
 //! backward moves the gradient back along the same path.
 
 use crate::element::Float;
+use crate::kernels::scratch;
 use crate::shape::{fmt_shape, for_each_broadcast, norm_axis, numel, op_panic, strides};
 use crate::tape::GradFn;
 use crate::tensor::Tensor;
@@ -60,13 +61,13 @@ impl<T: Float> Tensor<T> {
         let zero = vec![0; shape.len()];
 
         let x = self.data();
-        let mut y = vec![T::ZERO; x.len()];
+        let mut y = scratch::take(x.len());
         for_each_broadcast(&out_shape, &src, &zero, |o, i, _| y[o] = x[i]);
         drop(x);
 
         let grid = out_shape.clone();
         let gf = GradFn::new("permute", vec![self.clone()], move |inp, _, g| {
-            let mut grad_input = vec![T::ZERO; g.len()];
+            let mut grad_input = scratch::take(g.len());
             for_each_broadcast(&grid, &src, &zero, |o, i, _| grad_input[i] = g[o]);
             inp[0].accumulate_grad_vec(grad_input);
         });
@@ -169,7 +170,7 @@ impl<T: Float> Tensor<T> {
         let mut out_shape = shape.clone();
         out_shape[ax] = end - start;
         let gf = GradFn::new("slice", vec![self.clone()], move |inp, _, g| {
-            let mut grad_input = vec![T::ZERO; outer * full];
+            let mut grad_input = scratch::take_zeroed(outer * full);
             for o in 0..outer {
                 let dst = o * full + start * inner;
                 grad_input[dst..dst + part].copy_from_slice(&g[o * part..(o + 1) * part]);
