@@ -15,9 +15,9 @@
 use crate::element::Float;
 
 /// Most buffers one thread keeps (per element type).
-pub const MAX_BUFFERS: usize = 16;
+pub const MAX_BUFFERS: usize = 64;
 /// Most bytes one thread keeps (per element type).
-pub const MAX_BYTES: usize = 128 << 20;
+pub const MAX_BYTES: usize = 256 << 20;
 /// Shorter buffers are not kept: the allocator serves them well, and kept ones would crowd
 /// out the large ones.
 pub const MIN_LEN: usize = 1 << 12;
