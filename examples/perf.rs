@@ -164,6 +164,47 @@ fn gemm_table(quick: bool) {
             cells[2]
         );
     }
+    large_table(ceiling, quick);
+}
+
+/// A named product: (m, k, n) and whether A and B are read through transposed views.
+type Product = (&'static str, (usize, usize, usize), bool, bool);
+
+/// Large products: square ones, and the convolution GEMMs of W2 (batch 64) as the engine
+/// runs them, with the layout of each operand ("T" when read through a transposed view).
+const LARGE: [Product; 8] = [
+    ("square 512", (512, 512, 512), false, false),
+    ("square 1024", (1024, 1024, 1024), false, false),
+    ("G conv-t 2: cols = Wᵀ·X", (2048, 256, 3136), true, false),
+    ("G conv-t 2: ∂X = W·cols", (256, 2048, 3136), false, false),
+    ("G conv-t 2: ∂W = X·colsᵀ", (256, 3136, 2048), false, true),
+    ("D conv 2: Y = W·cols", (128, 1024, 3136), false, false),
+    ("D conv 2: ∂cols = Wᵀ·∂Y", (1024, 128, 3136), true, false),
+    ("D conv 2: ∂W = ∂Y·colsᵀ", (128, 3136, 1024), false, true),
+];
+
+/// GFLOP/s of the [`LARGE`] products at 1 and 2 threads, against one and two cores'
+/// ceilings.
+fn large_table(ceiling: f64, quick: bool) {
+    println!(
+        "\nLarge products, GFLOP/s (% of the ceiling of the cores used) and 2-thread speed-up:"
+    );
+    println!(
+        "{:<28} {:>20} {:>14} {:>14} {:>8}",
+        "product", "m × k × n", "1 thread", "2 threads", "speed-up"
+    );
+    let reps = if quick { 5 } else { 30 };
+    for (name, (m, k, n), a_t, b_t) in LARGE {
+        let one = pool(1).install(|| gemm_gflops(m, k, n, a_t, b_t, reps));
+        let two = pool(2).install(|| gemm_gflops(m, k, n, a_t, b_t, reps));
+        println!(
+            "{name:<28} {:>20} {:>14} {:>14} {:>7.2}×",
+            format!("{m} × {k} × {n}"),
+            format!("{one:6.1} ({:3.0}%)", 100.0 * one / ceiling),
+            format!("{two:6.1} ({:3.0}%)", 50.0 * two / ceiling),
+            two / one
+        );
+    }
 }
 
 fn iteration_table(

@@ -18,10 +18,15 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().into_command() {
+    let command = Cli::parse().into_command();
+    let threads = match &command {
+        Command::Train(args) => args.threads,
+        Command::Sample(args) => args.threads,
+    };
+    let result = in_pool(threads, move || match command {
         Command::Train(args) => run::train(args),
         Command::Sample(args) => sample::sample(args).map(|()| ExitCode::SUCCESS),
-    };
+    });
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -47,14 +52,24 @@ fn error_chain(e: &anyhow::Error) -> String {
     out
 }
 
-/// Sizes rayon's global pool when `--threads` is given; returns the threads in use.
-fn init_threads(threads: Option<u64>) -> Result<usize> {
-    if let Some(n) = threads {
-        let n = usize::try_from(n).context("--threads is too large")?;
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .context("cannot start the thread pool")?;
-    }
-    Ok(rayon::current_num_threads())
+/// Runs `work` on one of the workers of a pool of `threads` threads (rayon's choice when
+/// `None`: `RAYON_NUM_THREADS`, else one per CPU).
+///
+/// The command runs on a worker, not on the main thread, so that the kernels' parallel
+/// loops start on a thread of their own pool: called from outside, every loop would be
+/// handed over to the pool and waited for, a wake-up and a sleep per op (a third of the
+/// time of an iteration at one thread), and the buffers that ops free on one thread would
+/// not be the ones the next op takes on another.
+fn in_pool<R: Send>(threads: Option<u64>, work: impl FnOnce() -> Result<R> + Send) -> Result<R> {
+    let n = match threads {
+        Some(n) => usize::try_from(n).context("--threads is too large")?,
+        None => 0,
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        // As much stack as the main thread would have had.
+        .stack_size(8 << 20)
+        .build()
+        .context("cannot start the thread pool")?
+        .install(work)
 }

@@ -51,7 +51,7 @@ struct Run {
 
 /// Runs `train`; returns the process's exit status.
 pub fn train(args: TrainArgs) -> Result<ExitCode> {
-    let threads = crate::init_threads(args.threads)?;
+    let threads = rayon::current_num_threads();
     let (mut run, mnist) = match &args.resume {
         Some(ckpt) => resume(ckpt, &args, threads)?,
         None => start(&args, threads)?,

@@ -14,7 +14,6 @@ const CHUNK: usize = 256;
 
 /// Runs `sample`: loads the generator, draws `count` images and writes them to `out`.
 pub fn sample(args: SampleArgs) -> Result<()> {
-    crate::init_threads(args.threads)?;
     // A bad output name fails before any work is done.
     SampleFormat::from_path(&args.out)?;
     let count = usize::try_from(args.count).context("--count is too large for this machine")?;

@@ -20,7 +20,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use byteorder::{BigEndian, ByteOrder, WriteBytesExt};
+use byteorder::{BigEndian, ByteOrder, LittleEndian, WriteBytesExt};
 use flate2::read::MultiGzDecoder;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -487,7 +487,10 @@ fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>, DataError> {
         return Ok(raw);
     }
 
-    let mut out = Vec::new();
+    // Room for the whole output at once, so that the buffer is not grown by doubling to
+    // half again the file's size: gzip's trailer holds the decompressed length (mod 2³²),
+    // trusted only up to deflate's largest ratio, 1032 : 1.
+    let mut out = Vec::with_capacity(gzip_size_hint(&raw).min(raw.len().saturating_mul(1032)));
     MultiGzDecoder::new(raw.as_slice())
         .read_to_end(&mut out)
         .map_err(|source| DataError::BadGzip {
@@ -495,6 +498,15 @@ fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>, DataError> {
             source,
         })?;
     Ok(out)
+}
+
+/// The decompressed length that a gzip member's last four bytes (ISIZE, little-endian)
+/// give, or 0 for a file too short to have them.
+fn gzip_size_hint(raw: &[u8]) -> usize {
+    match raw.len().checked_sub(4) {
+        Some(at) => LittleEndian::read_u32(&raw[at..]) as usize,
+        None => 0,
+    }
 }
 
 /// Checks `bytes` (a whole decompressed IDX file) and strips its header in place.

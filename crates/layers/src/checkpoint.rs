@@ -23,15 +23,14 @@
 //! # Ok::<(), checkpoint::CheckpointError>(())
 //! ```
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use autograd::shape::fmt_shape;
 use autograd::Tensor;
-use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 /// What can go wrong saving or loading a checkpoint.
@@ -152,55 +151,77 @@ pub fn save(
     tensors: &[(String, Tensor<f32>)],
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), CheckpointError> {
-    let bytes = serialize(path, tensors, metadata)?;
-
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let written = write_synced(&tmp, &bytes);
-    if written.is_err() {
-        // Best effort: the write's error is the one worth reporting.
-        let _ = fs::remove_file(&tmp);
-    }
-    written.map_err(io_error(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_error(path))?;
-
-    // The rename itself is durable only once the directory entry is synced.
-    sync_parent(path).map_err(io_error(path))
-}
-
-/// The whole file as bytes: little-endian f32 data behind a JSON header.
-fn serialize(
-    path: &Path,
-    tensors: &[(String, Tensor<f32>)],
-    metadata: &BTreeMap<String, String>,
-) -> Result<Vec<u8>, CheckpointError> {
     let mut seen = std::collections::BTreeSet::new();
     if let Some((name, _)) = tensors.iter().find(|(n, _)| !seen.insert(n.as_str())) {
         let (path, name) = (path.to_path_buf(), name.clone());
         return Err(CheckpointError::DuplicateName { path, name });
     }
 
-    let format_error = |e: safetensors::SafeTensorError| CheckpointError::Format {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let raw: Vec<Vec<u8>> = tensors.iter().map(|(_, t)| le_bytes(&t.data())).collect();
-    let views = tensors.iter().zip(&raw).map(|((name, t), data)| {
-        let view = TensorView::new(Dtype::F32, t.shape().to_vec(), data)?;
-        Ok((name.as_str(), view))
-    });
-    let views: Vec<_> = views.collect::<Result<_, _>>().map_err(format_error)?;
-    let header: HashMap<String, String> = metadata.clone().into_iter().collect();
-    let header = (!header.is_empty()).then_some(header);
-    safetensors::serialize(views, &header).map_err(format_error)
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = write_synced(&tmp, tensors, metadata);
+    if written.is_err() {
+        // Best effort: the write's error is the one worth reporting.
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    fs::rename(&tmp, path).map_err(io_error(path))?;
+
+    // The rename itself is durable only once the directory entry is synced.
+    sync_parent(path).map_err(io_error(path))
 }
 
-/// Creates `path` holding `bytes` and waits until they are on disk.
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+/// A tensor as safetensors sees it: F32, its shape, and its values as little-endian bytes,
+/// converted only when the writer asks for them, so that one tensor's bytes exist at a
+/// time rather than a copy of the whole file.
+struct LeF32<'a> {
+    tensor: &'a Tensor<f32>,
+}
+
+impl safetensors::View for LeF32<'_> {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+
+    fn shape(&self) -> &[usize] {
+        self.tensor.shape()
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(le_bytes(&self.tensor.data()))
+    }
+
+    fn data_len(&self) -> usize {
+        self.tensor.numel() * size_of::<f32>()
+    }
+}
+
+/// Writes the file (a JSON header, then each tensor's data in turn) to `path` and waits
+/// until it is on disk.
+fn write_synced(
+    path: &Path,
+    tensors: &[(String, Tensor<f32>)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), CheckpointError> {
+    let views = tensors
+        .iter()
+        .map(|(name, tensor)| (name.as_str(), LeF32 { tensor }));
+    let header: HashMap<String, String> = metadata.clone().into_iter().collect();
+    let header = (!header.is_empty()).then_some(header);
+    safetensors::serialize_to_file(views, &header, path).map_err(|e| match e {
+        safetensors::SafeTensorError::IoError(source) => io_error(path)(source),
+        other => CheckpointError::Format {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    })?;
+    // Opened for writing: some systems sync only a handle that may write.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_error(path))
 }
 
 /// Wraps an I/O error with the path it concerns.
