@@ -300,6 +300,35 @@ fn conv2d_without_bias_and_with_frozen_weight() {
     });
 }
 
+/// conv2d keeps x's columns for ∂L/∂W only when the weight takes a gradient at forward
+/// time; a weight unfrozen between forward and backward gets the same gradient from columns
+/// unfolded again, and x's gradient does not depend on which path ran.
+#[test]
+fn conv2d_weight_gradient_from_kept_or_unfolded_columns() {
+    let case = CONV_CASES[1];
+    let mut r = rng(21);
+    let x = leaf(&case.input_shape(), &mut r);
+    let w = leaf(&case.conv_weight_shape(), &mut r);
+    let (s, p) = (case.stride, case.padding);
+    let grads = |freeze_during_forward: bool| {
+        x.zero_grad();
+        w.zero_grad();
+        w.set_requires_grad(!freeze_during_forward);
+        let y = x.conv2d(&w, None, s, p);
+        w.set_requires_grad(true);
+        y.mul(&ints(y.shape(), 4)).sum().backward();
+        (x.grad().unwrap().to_vec(), w.grad().unwrap().to_vec())
+    };
+    let (gx_kept, gw_kept) = grads(false);
+    let (gx_again, gw_again) = grads(true);
+    assert_eq!(gw_kept, gw_again, "weight gradient");
+    assert_eq!(gx_kept, gx_again, "input gradient");
+    assert!(
+        gw_kept.iter().any(|&v| v != 0.0),
+        "a gradient reached the weight"
+    );
+}
+
 #[test]
 fn conv2d_matches_the_direct_convolution() {
     for (k, case) in CONV_CASES.iter().enumerate() {

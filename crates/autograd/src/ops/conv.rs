@@ -15,9 +15,10 @@
 //! | conv2d           | W·columns(x)    | col2im(Wᵀ·g)    | Σ g_n·columns(x_n)ᵀ         |
 //! | conv_transpose2d | col2im(Wᵀ·x)    | W·columns(g)    | Σ x_n·columns(g_n)ᵀ         |
 //!
-//! and ∂L/∂b is g summed over the batch and the pixels of each channel. The columns are
-//! recomputed in backward rather than saved: im2col costs one pass over the columns, the
-//! GEMM C_out of them, and saving would hold batch × (C_in·kh·kw) × (oh·ow) values per layer.
+//! and ∂L/∂b is g summed over the batch and the pixels of each channel. conv2d keeps the
+//! columns of x from forward to backward only when the weight will take a gradient (not
+//! under [`crate::no_grad`], not for a frozen weight): they hold batch × (C_in·kh·kw) ×
+//! (oh·ow) values, and a layer that is only passed through has no use for them.
 //!
 //! The whole batch goes through one GEMM per product: the columns of all samples are laid
 //! side by side (C_in·kh·kw × N·oh·ow), and activations are regrouped channel-major
@@ -32,7 +33,7 @@ use crate::kernels::gemm::{gemm, GemmScalar, MatRef};
 use crate::kernels::im2col::{col2im_batch, im2col_batch, Conv2dGeometry};
 use crate::kernels::scratch;
 use crate::shape::{op_panic, shape_panic};
-use crate::tape::GradFn;
+use crate::tape::{is_grad_enabled, GradFn};
 use crate::tensor::Tensor;
 
 /// N × C × L → C × (N·L): `out[c][n·L + l] = y[n][c][l]`, so that the batch's pixels of
@@ -218,7 +219,14 @@ impl<T: Float + GemmScalar> Tensor<T> {
 
         let cols = batch_columns(&g, &self.data());
         let mut y = conv_forward(&g, &cols, &weight.data());
-        scratch::give(cols);
+        // ∂L/∂W reads these same columns: keep them for backward when it will run.
+        let kept = match is_grad_enabled() && weight.requires_grad() {
+            true => Some(cols),
+            false => {
+                scratch::give(cols);
+                None
+            }
+        };
         if let Some(b) = bias {
             add_bias(&mut y, &b.data(), g.col_cols());
         }
@@ -234,11 +242,15 @@ impl<T: Float + GemmScalar> Tensor<T> {
                     x.accumulate_grad_vec(conv_adjoint(&g, &g_cm, &weight.data()));
                 }
                 if weight.requires_grad() {
-                    let cols = batch_columns(&g, &x.data());
+                    let cols = kept.unwrap_or_else(|| batch_columns(&g, &x.data()));
                     weight_grad(&g, weight, &g_cm, &cols);
+                    scratch::give(cols);
+                } else if let Some(cols) = kept {
                     scratch::give(cols);
                 }
                 scratch::give(g_cm);
+            } else if let Some(cols) = kept {
+                scratch::give(cols);
             }
             if let Some(b) = inp.get(2).filter(|b| b.requires_grad()) {
                 b.accumulate_grad_vec(bias_grad(grad_out, g.c_out, g.col_cols()));
