@@ -176,10 +176,7 @@ fn bench_threads(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("gemm/threads/{}", s.name));
         g.throughput(Throughput::Elements(s.flops()));
         for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
+            let pool = autograd::threads::pool(threads);
             for (label, kernel) in [
                 ("ours", Kernel::selected()),
                 ("matrixmultiply", Kernel::MatrixMultiply),

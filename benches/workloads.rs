@@ -37,10 +37,7 @@ fn bench_iterations(c: &mut Criterion) {
             g.measurement_time(Duration::from_secs(15));
         }
         for threads in [1, 2] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .expect("thread pool");
+            let pool = autograd::threads::pool(threads);
             // Tensors live on one thread, so the trainer is built inside the pool, a few
             // untimed steps first, for every batch of iterations criterion asks for.
             let mnist = &mnist;

@@ -4,18 +4,21 @@
 //!
 //! ```sh
 //! cargo run --release --example perf -- [--peers ../shared/peers] [--quick]
-//!     [--only w1|w2] [--threads N] [--no-gemm]
+//!     [--only w1|w2] [--threads N] [--no-gemm] [--scaling]
 //! ```
 //!
 //! `--only` times one workload, `--threads` one thread count (default: 1 and 2), and
-//! `--no-gemm` skips the ceiling and the GEMM table: handy under a profiler.
+//! `--no-gemm` skips the ceiling and the GEMM table: handy under a profiler. `--scaling`
+//! prints instead how the time of an iteration grows with the batch size, at 1 and 2
+//! threads (`--only` applies).
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use autograd::kernels::gemm::{gemm, MatRef};
-use gan_suite::perf::{fma_ceiling_gflops, median, time_iterations, Workload};
+use autograd::threads::pool;
+use gan_suite::perf::{fma_ceiling_gflops, median, time_iterations, time_iterations_at, Workload};
 
 /// The GEMMs of one W1 dense layer (batch 32): forward X·W, weight gradient Xᵀ·G, input
 /// gradient G·Wᵀ.
@@ -29,7 +32,8 @@ const W1_LAYERS: [(usize, usize); 7] = [
     (256, 1),
 ];
 
-fn gemm_gflops(m: usize, k: usize, n: usize, a_t: bool, b_t: bool, reps: usize) -> f64 {
+/// Seconds of each of `reps` runs of one product C = op(A)·op(B), m × k × n.
+fn gemm_times(m: usize, k: usize, n: usize, a_t: bool, b_t: bool, reps: usize) -> Vec<f64> {
     let a = vec![0.5f32; m * k];
     let b = vec![0.25f32; k * n];
     let mut c = vec![0.0f32; m * n];
@@ -43,21 +47,22 @@ fn gemm_gflops(m: usize, k: usize, n: usize, a_t: bool, b_t: bool, reps: usize) 
     } else {
         MatRef::row_major(&b, k, n)
     };
-    let mut times: Vec<f64> = (0..reps)
+    (0..reps)
         .map(|_| {
             let t = Instant::now();
             gemm(1.0, av, bv, 0.0, &mut c);
             t.elapsed().as_secs_f64()
         })
-        .collect();
-    2.0 * (m * k * n) as f64 / median(&mut times) / 1e9
+        .collect()
 }
 
-fn pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("thread pool")
+/// GFLOP/s of an m × k × n product from the median of its timings.
+fn gflops(m: usize, k: usize, n: usize, times: &mut [f64]) -> f64 {
+    2.0 * (m * k * n) as f64 / median(times) / 1e9
+}
+
+fn gemm_gflops(m: usize, k: usize, n: usize, a_t: bool, b_t: bool, reps: usize) -> f64 {
+    gflops(m, k, n, &mut gemm_times(m, k, n, a_t, b_t, reps))
 }
 
 /// Runs the PyTorch peer and returns its median ms for (W1, W2), variant A, default Adam.
@@ -122,6 +127,10 @@ fn main() {
         std::process::exit(1)
     });
 
+    if args.iter().any(|a| a == "--scaling") {
+        scaling_table(&mnist, quick, run_w1, run_w2);
+        return;
+    }
     if !args.iter().any(|a| a == "--no-gemm") {
         gemm_table(quick);
     }
@@ -193,10 +202,17 @@ fn large_table(ceiling: f64, quick: bool) {
         "{:<28} {:>20} {:>14} {:>14} {:>8}",
         "product", "m × k × n", "1 thread", "2 threads", "speed-up"
     );
-    let reps = if quick { 5 } else { 30 };
+    // Rounds of 1 and 2 threads alternate, so that a noisy moment on a shared machine
+    // falls on both columns rather than on one.
+    let (rounds, reps) = if quick { (1, 5) } else { (4, 10) };
+    let (one_pool, two_pool) = (pool(1), pool(2));
     for (name, (m, k, n), a_t, b_t) in LARGE {
-        let one = pool(1).install(|| gemm_gflops(m, k, n, a_t, b_t, reps));
-        let two = pool(2).install(|| gemm_gflops(m, k, n, a_t, b_t, reps));
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            one.extend(one_pool.install(|| gemm_times(m, k, n, a_t, b_t, reps)));
+            two.extend(two_pool.install(|| gemm_times(m, k, n, a_t, b_t, reps)));
+        }
+        let (one, two) = (gflops(m, k, n, &mut one), gflops(m, k, n, &mut two));
         println!(
             "{name:<28} {:>20} {:>14} {:>14} {:>7.2}×",
             format!("{m} × {k} × {n}"),
@@ -237,6 +253,52 @@ fn iteration_table(
                 None => ("-".to_string(), "-".to_string()),
             };
             println!("{name:<9} {threads:>8} {ours:>10.2} {t:>10} {r:>8}");
+        }
+    }
+}
+
+/// Median ms per iteration at several batch sizes and at 1 and 2 threads, with the cost
+/// per sample and the 2-thread speed-up.
+fn scaling_table(mnist: &gan::mnist::Mnist, quick: bool, run_w1: bool, run_w2: bool) {
+    println!("Whole iterations by batch size, median ms (µs per real sample in brackets):");
+    println!(
+        "{:<9} {:>6} {:>18} {:>18} {:>9}",
+        "workload", "batch", "1 thread", "2 threads", "speed-up"
+    );
+    let (one, two) = (pool(1), pool(2));
+    let rows = [
+        (
+            run_w1,
+            "W1 mlp",
+            Workload::MlpGan,
+            &[16, 32, 64, 128, 256][..],
+            (20usize, 200usize),
+        ),
+        (
+            run_w2,
+            "W2 dcgan",
+            Workload::Dcgan,
+            &[16, 32, 64, 128][..],
+            (2, 10),
+        ),
+    ];
+    for (run, name, w, batches, (warmup, iters)) in rows {
+        if !run {
+            continue;
+        }
+        let iters = if quick { iters.div_ceil(5) } else { iters };
+        for &batch in batches {
+            let time = |p: &rayon::ThreadPool| {
+                p.install(|| time_iterations_at(w, batch, mnist, warmup, iters))
+            };
+            let (t1, t2) = (time(&one), time(&two));
+            let cell = |t: f64| format!("{t:8.2} ({:5.1})", 1e3 * t / batch as f64);
+            println!(
+                "{name:<9} {batch:>6} {:>18} {:>18} {:>8.2}×",
+                cell(t1),
+                cell(t2),
+                t1 / t2
+            );
         }
     }
 }

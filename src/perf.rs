@@ -105,13 +105,26 @@ impl Workload {
         }
     }
 
+    /// The workload's batch size: 32 for W1, 64 for W2.
+    pub fn batch_size(self) -> usize {
+        match self {
+            Workload::MlpGan => 32,
+            Workload::Dcgan => 64,
+        }
+    }
+
     /// A trainer with the workload's model, batch size and Adam settings.
     pub fn trainer(self, seed: u64) -> gan::train::Trainer {
+        self.trainer_with_batch(seed, self.batch_size())
+    }
+
+    /// As [`Workload::trainer`] with another batch size (to see how cost grows with it).
+    pub fn trainer_with_batch(self, seed: u64, batch_size: usize) -> gan::train::Trainer {
         use gan::models::ModelKind;
         use gan::train::{GeneratorLoss, TrainOptions, Trainer};
-        let (kind, batch_size, lr) = match self {
-            Workload::MlpGan => (ModelKind::Mlp, 32, 1e-4),
-            Workload::Dcgan => (ModelKind::Dcgan, 64, 2e-4),
+        let (kind, lr) = match self {
+            Workload::MlpGan => (ModelKind::Mlp, 1e-4),
+            Workload::Dcgan => (ModelKind::Dcgan, 2e-4),
         };
         let options = TrainOptions {
             batch_size,
@@ -135,7 +148,18 @@ pub fn time_iterations(
     warmup: usize,
     iters: usize,
 ) -> f64 {
-    let mut trainer = workload.trainer(0);
+    time_iterations_at(workload, workload.batch_size(), data, warmup, iters)
+}
+
+/// As [`time_iterations`] at another batch size.
+pub fn time_iterations_at(
+    workload: Workload,
+    batch_size: usize,
+    data: &gan::mnist::Mnist,
+    warmup: usize,
+    iters: usize,
+) -> f64 {
+    let mut trainer = workload.trainer_with_batch(0, batch_size);
     let mut batches = gan::train::MnistBatches::new(data);
     for _ in 0..warmup {
         trainer

@@ -184,6 +184,7 @@ pub mod shape;
 pub mod storage;
 pub mod tape;
 mod tensor;
+pub mod threads;
 
 pub use element::Float;
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckError, GradcheckOptions};

@@ -1,8 +1,9 @@
 //! `gan-mnist`: train a GAN or a DCGAN on MNIST and draw digits from it.
 //!
 //! `cargo run --release -p gan-mnist -- --help` lists the options. Environment:
-//! `GAN_MNIST_DATA` names the MNIST directory when `--data-dir` is not given, and
-//! `RAYON_NUM_THREADS` the thread count when `--threads` is not.
+//! `GAN_MNIST_DATA` names the MNIST directory when `--data-dir` is not given,
+//! `RAYON_NUM_THREADS` the thread count when `--threads` is not, and `AUTOGRAD_PIN_THREADS=0`
+//! lets the worker threads move between CPUs.
 
 mod cli;
 mod config;
@@ -59,14 +60,14 @@ fn error_chain(e: &anyhow::Error) -> String {
 /// loops start on a thread of their own pool: called from outside, every loop would be
 /// handed over to the pool and waited for, a wake-up and a sleep per op (a third of the
 /// time of an iteration at one thread), and the buffers that ops free on one thread would
-/// not be the ones the next op takes on another.
+/// not be the ones the next op takes on another. Workers keep to a CPU each (see
+/// `autograd::threads`; `AUTOGRAD_PIN_THREADS=0` lets them move).
 fn in_pool<R: Send>(threads: Option<u64>, work: impl FnOnce() -> Result<R> + Send) -> Result<R> {
     let n = match threads {
         Some(n) => usize::try_from(n).context("--threads is too large")?,
         None => 0,
     };
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
+    autograd::threads::pool_builder(n)
         // As much stack as the main thread would have had.
         .stack_size(8 << 20)
         .build()
