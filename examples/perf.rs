@@ -257,6 +257,16 @@ fn iteration_table(
     }
 }
 
+/// One workload of the scaling table: whether to run it, its name, the batch sizes, and the
+/// warm-up and timed iterations.
+type ScalingRow = (
+    bool,
+    &'static str,
+    Workload,
+    &'static [usize],
+    (usize, usize),
+);
+
 /// Median ms per iteration at several batch sizes and at 1 and 2 threads, with the cost
 /// per sample and the 2-thread speed-up.
 fn scaling_table(mnist: &gan::mnist::Mnist, quick: bool, run_w1: bool, run_w2: bool) {
@@ -266,19 +276,19 @@ fn scaling_table(mnist: &gan::mnist::Mnist, quick: bool, run_w1: bool, run_w2: b
         "workload", "batch", "1 thread", "2 threads", "speed-up"
     );
     let (one, two) = (pool(1), pool(2));
-    let rows = [
+    let rows: [ScalingRow; 2] = [
         (
             run_w1,
             "W1 mlp",
             Workload::MlpGan,
-            &[16, 32, 64, 128, 256][..],
-            (20usize, 200usize),
+            &[16, 32, 64, 128, 256],
+            (20, 200),
         ),
         (
             run_w2,
             "W2 dcgan",
             Workload::Dcgan,
-            &[16, 32, 64, 128][..],
+            &[16, 32, 64, 128],
             (2, 10),
         ),
     ];

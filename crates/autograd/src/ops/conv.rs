@@ -235,6 +235,7 @@ impl<T: Float + GemmScalar> Tensor<T> {
         inputs.extend(bias.cloned());
         let gf = GradFn::new("conv2d", inputs, move |inp, _, grad_out| {
             let (x, weight) = (&inp[0], &inp[1]);
+            let mut kept = kept;
             if x.requires_grad() || weight.requires_grad() {
                 // Both products read g by channel; regroup it once.
                 let g_cm = to_channel_major(grad_out, (g.batch, g.c_out, g.col_cols()));
@@ -242,14 +243,14 @@ impl<T: Float + GemmScalar> Tensor<T> {
                     x.accumulate_grad_vec(conv_adjoint(&g, &g_cm, &weight.data()));
                 }
                 if weight.requires_grad() {
-                    let cols = kept.unwrap_or_else(|| batch_columns(&g, &x.data()));
+                    let cols = kept.take().unwrap_or_else(|| batch_columns(&g, &x.data()));
                     weight_grad(&g, weight, &g_cm, &cols);
-                    scratch::give(cols);
-                } else if let Some(cols) = kept {
                     scratch::give(cols);
                 }
                 scratch::give(g_cm);
-            } else if let Some(cols) = kept {
+            }
+            // Columns kept for a weight that was frozen after the forward pass.
+            if let Some(cols) = kept {
                 scratch::give(cols);
             }
             if let Some(b) = inp.get(2).filter(|b| b.requires_grad()) {
