@@ -45,6 +45,78 @@ fn planes<T>(x: &[T], c: usize, plane: usize, ch: usize) -> impl Iterator<Item =
     x.chunks_exact(plane.max(1)).skip(ch).step_by(c.max(1))
 }
 
+/// Partial sums per channel reduction: independent chains for the vector units, and a fixed
+/// count, so that the order of additions depends on the shape only.
+const LANES: usize = 16;
+
+/// K sums over the pairs (a, b) of a channel: Σ f(a, b)[k], for the planes of two tensors
+/// of the same shape taken side by side. Value p of each plane goes to partial sum
+/// p mod [`LANES`], and the partial sums are added pairwise at the end, so the additions
+/// form [`LANES`] independent chains instead of one.
+fn lane_sums<'a, T: Float, const K: usize>(
+    pairs: impl Iterator<Item = (&'a [T], &'a [T])>,
+    f: impl Fn(T, T) -> [T; K],
+) -> [T; K] {
+    // K × LANES partial sums: acc[k][l].
+    let mut acc = [[T::ZERO; LANES]; K];
+    for (a, b) in pairs {
+        let (ca, cb) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
+        for (a, b) in ca.0.iter().zip(cb.0) {
+            let v: [[T; K]; LANES] = std::array::from_fn(|l| f(a[l], b[l]));
+            for k in 0..K {
+                for l in 0..LANES {
+                    acc[k][l] += v[l][k];
+                }
+            }
+        }
+        for (l, (&a, &b)) in ca.1.iter().zip(cb.1).enumerate() {
+            let v = f(a, b);
+            for k in 0..K {
+                acc[k][l] += v[k];
+            }
+        }
+    }
+    acc.map(reduce_lanes)
+}
+
+/// The [`LANES`] partial sums added pairwise: ((s₀ + s₁) + (s₂ + s₃)) + ….
+fn reduce_lanes<T: Float>(mut lanes: [T; LANES]) -> T {
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            lanes[l] = lanes[2 * l] + lanes[2 * l + 1];
+        }
+    }
+    lanes[0]
+}
+
+/// K sums per channel over the N × C rows of two tensors of the same shape: Σₙ f(a, b)[k]
+/// for each channel, with row n going to partial sum n mod [`LANES`] as in [`lane_sums`],
+/// so that both layouts of the same values give the same bits. The loop runs along the
+/// channels of a row, which vectorises.
+fn row_lane_sums<T: Float, const K: usize>(
+    (a, b): (&[T], &[T]),
+    c: usize,
+    f: impl Fn(usize, T, T) -> [T; K],
+) -> [Vec<T>; K] {
+    let mut acc: [Vec<T>; K] = std::array::from_fn(|_| vec![T::ZERO; LANES * c]);
+    for (n, (ra, rb)) in a.chunks_exact(c).zip(b.chunks_exact(c)).enumerate() {
+        let l = n % LANES;
+        for ch in 0..c {
+            let v = f(ch, ra[ch], rb[ch]);
+            for k in 0..K {
+                acc[k][l * c + ch] += v[k];
+            }
+        }
+    }
+    acc.map(|lanes| {
+        (0..c)
+            .map(|ch| reduce_lanes(std::array::from_fn(|l| lanes[l * c + ch])))
+            .collect()
+    })
+}
+
 /// Per-channel mean and biased variance, in two passes (mean, then Σ (x − μ)²), which is
 /// more accurate than E[x²] − μ² when |μ| ≫ σ.
 fn channel_stats<T: Float>(x: &[T], c: usize, plane: usize) -> (Vec<T>, Vec<T>) {
@@ -55,32 +127,21 @@ fn channel_stats<T: Float>(x: &[T], c: usize, plane: usize) -> (Vec<T>, Vec<T>) 
     (0..c)
         .into_par_iter()
         .map(|ch| {
-            let sum: T = planes(x, c, plane, ch).flatten().copied().sum();
+            let own = || planes(x, c, plane, ch).map(|p| (p, p));
+            let [sum] = lane_sums(own(), |v, _| [v]);
             let mean = sum / m;
-            let sq: T = planes(x, c, plane, ch)
-                .flatten()
-                .map(|&v| (v - mean) * (v - mean))
-                .sum();
+            let [sq] = lane_sums(own(), |v, _| [(v - mean) * (v - mean)]);
             (mean, sq / m)
         })
         .unzip()
 }
 
 /// [`channel_stats`] of N × C rows (a dense layer's batch), sweeping the rows in order
-/// so that every channel's sum runs over n ascending while the loop over channels
-/// vectorises.
+/// (see [`row_lane_sums`]).
 fn row_stats<T: Float>(x: &[T], c: usize, m: T) -> (Vec<T>, Vec<T>) {
-    let mut mean = vec![T::ZERO; c];
-    for row in x.chunks_exact(c) {
-        mean.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
-    }
+    let [mut mean] = row_lane_sums((x, x), c, |_, v, _| [v]);
     mean.iter_mut().for_each(|s| *s /= m);
-    let mut var = vec![T::ZERO; c];
-    for row in x.chunks_exact(c) {
-        for ((s, &v), &mu) in var.iter_mut().zip(row).zip(&mean) {
-            *s += (v - mu) * (v - mu);
-        }
-    }
+    let [mut var] = row_lane_sums((x, x), c, |ch, v, _| [(v - mean[ch]) * (v - mean[ch])]);
     var.iter_mut().for_each(|s| *s /= m);
     (mean, var)
 }
@@ -129,25 +190,18 @@ fn grad_sums<T: Float>(
 ) -> (Vec<T>, Vec<T>) {
     let c = mean.len();
     if plane == 1 {
-        // N × C rows: every channel's sums still run over n ascending.
-        let (mut sum_g, mut sum_gx) = (vec![T::ZERO; c], vec![T::ZERO; c]);
-        for (g, x) in grad_out.chunks_exact(c).zip(x.chunks_exact(c)) {
-            for ch in 0..c {
-                sum_g[ch] += g[ch];
-                sum_gx[ch] += g[ch] * (x[ch] - mean[ch]) * inv_std[ch];
-            }
-        }
+        // N × C rows: the same partial sums as the per-channel path.
+        let [sum_g, sum_gx] = row_lane_sums((grad_out, x), c, |ch, g, x| {
+            [g, g * (x - mean[ch]) * inv_std[ch]]
+        });
         return (sum_g, sum_gx);
     }
     (0..c)
         .into_par_iter()
         .map(|ch| {
-            let (mut sum_g, mut sum_gx) = (T::ZERO, T::ZERO);
             let pairs = planes(grad_out, c, plane, ch).zip(planes(x, c, plane, ch));
-            for (&g, &x) in pairs.flat_map(|(g, x)| g.iter().zip(x)) {
-                sum_g += g;
-                sum_gx += g * (x - mean[ch]) * inv_std[ch];
-            }
+            let (mu, inv) = (mean[ch], inv_std[ch]);
+            let [sum_g, sum_gx] = lane_sums(pairs, |g, x| [g, g * (x - mu) * inv]);
             (sum_g, sum_gx)
         })
         .unzip()
@@ -321,5 +375,34 @@ impl<T: Float> Tensor<T> {
             }
         });
         Tensor::from_op(self.shape().to_vec(), y, gf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Planes of every length around the lane count, summed in lanes, against a plain f64
+    /// sum; then the two sums of one pass against two separate passes, to the bit.
+    #[test]
+    fn lane_sums_match_a_plain_sum() {
+        for plane in [1, 3, 15, 16, 17, 49, 100] {
+            let (n, c) = (3, 2);
+            let x: Vec<f32> = (0..n * c * plane).map(|i| (i % 11) as f32 - 4.5).collect();
+            let g: Vec<f32> = (0..n * c * plane).map(|i| (i % 7) as f32 * 0.25).collect();
+            for ch in 0..c {
+                let pairs = || planes(&x, c, plane, ch).zip(planes(&g, c, plane, ch));
+                let [sx, sxg] = lane_sums(pairs(), |a, b| [a, a * b]);
+                let plain: f64 = planes(&x, c, plane, ch).flatten().map(|&v| v as f64).sum();
+                let plain_xg: f64 = pairs()
+                    .flat_map(|(a, b)| a.iter().zip(b))
+                    .map(|(&a, &b)| a as f64 * b as f64)
+                    .sum();
+                // Small integers and quarters: every partial sum is exact in f32.
+                assert_eq!((sx as f64, sxg as f64), (plain, plain_xg), "plane {plane}");
+                let [alone] = lane_sums(pairs(), |a, b| [a * b]);
+                assert_eq!(alone.to_bits(), sxg.to_bits(), "plane {plane}");
+            }
+        }
     }
 }
