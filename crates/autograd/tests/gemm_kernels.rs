@@ -228,6 +228,41 @@ fn matrix_vector_products_in_every_layout() {
     }
 }
 
+/// Sizes around the matrix-vector loops' edges: 1–9 rows (they take rows four at a time),
+/// depths around one and two vectors of 8 and 16 lanes, and columns around blocks of
+/// eight vectors; and outer products (depth 1), which have a loop of their own.
+#[test]
+fn matrix_vector_and_outer_products_around_the_simd_edges() {
+    let mut shapes = Vec::new();
+    for len in [1, 3, 4, 5, 8, 9, 15, 17, 64, 127, 129, 257] {
+        for depth in [1, 7, 8, 15, 16, 17, 31, 32, 33, 64] {
+            shapes.push((len, depth, 1));
+            shapes.push((1, depth, len));
+        }
+        for n in [1, 2, 7, 16, 33] {
+            shapes.push((len, 1, n));
+        }
+    }
+    for kernel in Kernel::available() {
+        for &(m, k, n) in &shapes {
+            for layout in LAYOUTS {
+                for (alpha, beta) in [(1.0, 0.0), (-2.0, 0.5)] {
+                    let case = Case {
+                        m,
+                        k,
+                        n,
+                        layout,
+                        alpha,
+                        beta,
+                        pad: 1,
+                    };
+                    check(kernel, Threading::Serial, case);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn alpha_beta_and_nan_padding() {
     for kernel in Kernel::available() {

@@ -9,10 +9,137 @@
 //! ```
 //!
 //! where for C = A·B with n = 1, M = A, x = B's column and y = C's column; with m = 1,
-//! M = Bᵀ, x = A's row and y = C's row.
+//! M = Bᵀ, x = A's row and y = C's row. A product of depth 1, C = α·a·bᵀ + β·C, is an
+//! outer product and has its own loop, [`rank1`], for the same reason.
+//!
+//! The AVX-512 and AVX2 versions read the contiguous axis a vector at a time: four rows at
+//! once against one load of x when rows are contiguous, or eight vectors of y held in
+//! registers down the columns when columns are. They add in a different order from the
+//! portable loops (more partial sums), so their results may differ in the last bits; the
+//! tests compare both with the naive product on values whose sums are exact.
 
 use super::packed::update;
-use super::MatRef;
+use super::{Kernel, MatRef};
+
+/// [`gemv`] with `kernel`'s SIMD loops where it has them and the matrix has a contiguous
+/// axis; otherwise the portable loops.
+///
+/// # Panics
+/// As [`gemv`].
+pub(super) fn gemv_with(
+    kernel: Kernel,
+    alpha: f32,
+    mat: MatRef<f32>,
+    x: (&[f32], usize),
+    beta: f32,
+    y: (&mut [f32], usize),
+) {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(kernel, Kernel::Avx512 | Kernel::Avx2) && (mat.cs == 1 || mat.rs == 1) {
+        let (len, depth) = (mat.rows, mat.cols);
+        let copy: Vec<f32>;
+        let xs = if x.1 == 1 {
+            &x.0[..depth]
+        } else {
+            copy = (0..depth).map(|p| x.0[p * x.1]).collect();
+            &copy
+        };
+        // The last elements of M and y that the loops touch, to check once.
+        let last = (len.max(1) - 1) * mat.rs + (depth.max(1) - 1) * mat.cs;
+        assert!(
+            len == 0 || depth == 0 || last < mat.data.len(),
+            "gemv: matrix view reaches outside its slice"
+        );
+        assert!(
+            len == 0 || (len - 1) * y.1 < y.0.len(),
+            "gemv: y is too short"
+        );
+        let mut out = Out { y, alpha, beta };
+        if depth == 0 {
+            (0..len).for_each(|i| out.put(i, 0.0));
+            return;
+        }
+        // SAFETY: the CPU runs `kernel` (the caller checked `is_available`); every element
+        // read, (i, p) for i < len and p < depth, lies at or before `last`, which is inside
+        // the slice, and `xs` holds depth values.
+        unsafe {
+            match (kernel, mat.cs == 1) {
+                (Kernel::Avx512, true) => x86::rows_avx512(mat, xs, &mut out),
+                (Kernel::Avx512, false) => x86::columns_avx512(mat, xs, &mut out),
+                (_, true) => x86::rows_avx2(mat, xs, &mut out),
+                (_, false) => x86::columns_avx2(mat, xs, &mut out),
+            }
+        }
+        return;
+    }
+    let _ = kernel;
+    gemv(alpha, mat, x, beta, y)
+}
+
+/// Where a SIMD loop puts each finished dot product t(i): y(i) ← α·t(i) + β·y(i).
+struct Out<'a> {
+    y: (&'a mut [f32], usize),
+    alpha: f32,
+    beta: f32,
+}
+
+impl Out<'_> {
+    #[inline(always)]
+    fn put(&mut self, i: usize, t: f32) {
+        let y_i = &mut self.y.0[i * self.y.1];
+        *y_i = update(self.beta, *y_i, self.alpha * t);
+    }
+}
+
+/// C ← α·a·bᵀ + β·C for a product of depth 1: c(i, j) = α·(a(i)·b(j)) + β·c(i, j), with
+/// a(i) = `a.0[i·a.1]`, b(j) = `b.0[j·b.1]` and C row-major `m × n` with row stride `ldc`.
+/// The same arithmetic as a packed tile of depth 1, so the result matches it to the bit.
+///
+/// # Panics
+/// When an index falls outside a slice.
+pub(super) fn rank1(
+    kernel: Kernel,
+    alpha: f32,
+    (a, inc_a): (&[f32], usize),
+    (b, inc_b): (&[f32], usize),
+    beta: f32,
+    (c, ldc): (&mut [f32], usize),
+    (m, n): (usize, usize),
+) {
+    let copy: Vec<f32>;
+    let b = if inc_b == 1 {
+        &b[..n]
+    } else {
+        copy = (0..n).map(|j| b[j * inc_b]).collect();
+        &copy
+    };
+    for i in 0..m {
+        let (a_i, row) = (a[i * inc_a], &mut c[i * ldc..i * ldc + n]);
+        #[cfg(target_arch = "x86_64")]
+        if kernel == Kernel::Avx512 || kernel == Kernel::Avx2 {
+            // SAFETY: the CPU runs `kernel`, so it has AVX2 and FMA (the caller checked
+            // `is_available`); the function only reads and writes the slices it is given.
+            unsafe { x86::rank1_row_fma(alpha, a_i, b, beta, row) };
+            continue;
+        }
+        rank1_row(alpha, a_i, b, beta, row);
+    }
+    let _ = kernel;
+}
+
+/// One row of [`rank1`]: row(j) ← α·(a_i·b(j)) + β·row(j).
+#[inline(always)]
+fn rank1_row(alpha: f32, a_i: f32, b: &[f32], beta: f32, row: &mut [f32]) {
+    if beta == 0.0 {
+        for (c, &b_j) in row.iter_mut().zip(b) {
+            *c = alpha * (a_i * b_j);
+        }
+    } else {
+        for (c, &b_j) in row.iter_mut().zip(b) {
+            *c = beta.mul_add(*c, alpha * (a_i * b_j));
+        }
+    }
+}
 
 /// Partial sums per dot product: enough independent chains for the vector units, and a
 /// fixed number, so the order of additions depends on the shape only.
@@ -80,4 +207,171 @@ fn dot_row(mat: MatRef<f32>, i: usize, x: &[f32]) -> f32 {
     }
     let [p0, p1, p2, p3, p4, p5, p6, p7] = part;
     ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::super::MatRef;
+    use super::Out;
+
+    /// [`super::rank1_row`] compiled with FMA, so that the compiler vectorises it and its
+    /// `mul_add` is one instruction.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rank1_row_fma(
+        alpha: f32,
+        a_i: f32,
+        b: &[f32],
+        beta: f32,
+        row: &mut [f32],
+    ) {
+        super::rank1_row(alpha, a_i, b, beta, row)
+    }
+
+    /// t(i) = Σₚ M(i, p)·x(p) for M with contiguous rows (cs = 1): four rows at a time, two
+    /// 16-lane partial sums per row, then the rest of each row one lane at a time.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; M's elements (i, p) for i < mat.rows, p < x.len() lie inside
+    /// `mat.data`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn rows_avx512(mat: MatRef<f32>, x: &[f32], out: &mut Out) {
+        const W: usize = 16;
+        let (len, depth, rs) = (mat.rows, x.len(), mat.rs);
+        let (m, xp) = (mat.data.as_ptr(), x.as_ptr());
+        let whole = depth / (2 * W) * (2 * W);
+        for i0 in (0..len).step_by(4) {
+            let rows = (len - i0).min(4);
+            let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+            for p in (0..whole).step_by(2 * W) {
+                let xv = [_mm512_loadu_ps(xp.add(p)), _mm512_loadu_ps(xp.add(p + W))];
+                for (r, acc) in acc.iter_mut().enumerate().take(rows) {
+                    let row = m.add((i0 + r) * rs + p);
+                    acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(row), xv[0], acc[0]);
+                    acc[1] = _mm512_fmadd_ps(_mm512_loadu_ps(row.add(W)), xv[1], acc[1]);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate().take(rows) {
+                let row = m.add((i0 + r) * rs);
+                let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+                for p in whole..depth {
+                    sum = (*row.add(p)).mul_add(x[p], sum);
+                }
+                out.put(i0 + r, sum);
+            }
+        }
+    }
+
+    /// [`rows_avx512`] with 8-lane vectors.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; as [`rows_avx512`] otherwise.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows_avx2(mat: MatRef<f32>, x: &[f32], out: &mut Out) {
+        const W: usize = 8;
+        let (len, depth, rs) = (mat.rows, x.len(), mat.rs);
+        let (m, xp) = (mat.data.as_ptr(), x.as_ptr());
+        let whole = depth / (2 * W) * (2 * W);
+        for i0 in (0..len).step_by(4) {
+            let rows = (len - i0).min(4);
+            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+            for p in (0..whole).step_by(2 * W) {
+                let xv = [_mm256_loadu_ps(xp.add(p)), _mm256_loadu_ps(xp.add(p + W))];
+                for (r, acc) in acc.iter_mut().enumerate().take(rows) {
+                    let row = m.add((i0 + r) * rs + p);
+                    acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(row), xv[0], acc[0]);
+                    acc[1] = _mm256_fmadd_ps(_mm256_loadu_ps(row.add(W)), xv[1], acc[1]);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate().take(rows) {
+                let row = m.add((i0 + r) * rs);
+                let mut lanes = [0.0f32; W];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(acc[0], acc[1]));
+                let mut sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
+                    + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+                for p in whole..depth {
+                    sum = (*row.add(p)).mul_add(x[p], sum);
+                }
+                out.put(i0 + r, sum);
+            }
+        }
+    }
+
+    /// t = Σₚ x(p)·M(·, p) for M with contiguous columns (rs = 1): blocks of eight vectors
+    /// of t held in registers while the loop runs down the columns, p ascending; the rows
+    /// past the last whole vector one at a time.
+    ///
+    /// # Safety
+    /// As [`rows_avx512`].
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn columns_avx512(mat: MatRef<f32>, x: &[f32], out: &mut Out) {
+        const W: usize = 16;
+        let (len, cs) = (mat.rows, mat.cs);
+        let m = mat.data.as_ptr();
+        let whole = len / W * W;
+        for i0 in (0..whole).step_by(8 * W) {
+            let vecs = ((whole - i0) / W).min(8);
+            let mut acc = [_mm512_setzero_ps(); 8];
+            for (p, &x_p) in x.iter().enumerate() {
+                let (xv, col) = (_mm512_set1_ps(x_p), m.add(p * cs + i0));
+                for (v, acc) in acc.iter_mut().enumerate().take(vecs) {
+                    *acc = _mm512_fmadd_ps(_mm512_loadu_ps(col.add(v * W)), xv, *acc);
+                }
+            }
+            let mut t = [0.0f32; 8 * W];
+            for (v, acc) in acc.iter().enumerate().take(vecs) {
+                _mm512_storeu_ps(t.as_mut_ptr().add(v * W), *acc);
+            }
+            for (o, &t) in t.iter().enumerate().take(vecs * W) {
+                out.put(i0 + o, t);
+            }
+        }
+        for i in whole..len {
+            let t = x
+                .iter()
+                .enumerate()
+                .fold(0.0, |s, (p, &x_p)| (*m.add(p * cs + i)).mul_add(x_p, s));
+            out.put(i, t);
+        }
+    }
+
+    /// [`columns_avx512`] with 8-lane vectors.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; as [`rows_avx512`] otherwise.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn columns_avx2(mat: MatRef<f32>, x: &[f32], out: &mut Out) {
+        const W: usize = 8;
+        let (len, cs) = (mat.rows, mat.cs);
+        let m = mat.data.as_ptr();
+        let whole = len / W * W;
+        for i0 in (0..whole).step_by(8 * W) {
+            let vecs = ((whole - i0) / W).min(8);
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (p, &x_p) in x.iter().enumerate() {
+                let (xv, col) = (_mm256_set1_ps(x_p), m.add(p * cs + i0));
+                for (v, acc) in acc.iter_mut().enumerate().take(vecs) {
+                    *acc = _mm256_fmadd_ps(_mm256_loadu_ps(col.add(v * W)), xv, *acc);
+                }
+            }
+            let mut t = [0.0f32; 8 * W];
+            for (v, acc) in acc.iter().enumerate().take(vecs) {
+                _mm256_storeu_ps(t.as_mut_ptr().add(v * W), *acc);
+            }
+            for (o, &t) in t.iter().enumerate().take(vecs * W) {
+                out.put(i0 + o, t);
+            }
+        }
+        for i in whole..len {
+            let t = x
+                .iter()
+                .enumerate()
+                .fold(0.0, |s, (p, &x_p)| (*m.add(p * cs + i)).mul_add(x_p, s));
+            out.put(i, t);
+        }
+    }
 }

@@ -365,10 +365,16 @@ pub fn sgemm_with(
     // One column or one row of C: a matrix-vector product, which packing would only slow.
     if kernel != Kernel::MatrixMultiply && (n == 1 || m == 1) {
         if n == 1 {
-            gemv::gemv(alpha, a, (b.data, b.rs), beta, (c, ldc));
+            gemv::gemv_with(kernel, alpha, a, (b.data, b.rs), beta, (c, ldc));
         } else {
-            gemv::gemv(alpha, b.t(), (a.data, a.cs), beta, (c, 1));
+            gemv::gemv_with(kernel, alpha, b.t(), (a.data, a.cs), beta, (c, 1));
         }
+        return;
+    }
+    // Depth 1: an outer product, where packing would cost as much as the product.
+    if kernel != Kernel::MatrixMultiply && a.cols == 1 {
+        let (a_col, b_row) = ((a.data, a.rs), (b.data, b.cs));
+        gemv::rank1(kernel, alpha, a_col, b_row, beta, (c, ldc), (m, n));
         return;
     }
     let packed: PackedGemm = match kernel {
