@@ -5,6 +5,7 @@ use std::fmt::{Debug, Display};
 use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssign};
 
+use crate::kernels::im2col::WindowRows;
 use crate::kernels::scratch::Stack;
 
 /// A floating-point element type. Implemented for `f32` and `f64` only.
@@ -74,10 +75,22 @@ pub trait Float:
     /// [`crate::kernels::scratch`]); `None` while the thread is shutting down or the stack
     /// is in use.
     fn with_scratch<R>(f: impl FnOnce(&mut Stack<Self>) -> R) -> Option<R>;
+
+    /// The gather of im2col over whole samples, `dst[n·l + o] = src[n·plane + base[o]]`
+    /// with l = base.len(), where the windows lie as `rows` describes (see
+    /// [`crate::kernels::im2col::gather_table`]). `f32` has a SIMD path for stride 2.
+    fn gather_windows(src: &[Self], base: &[usize], rows: WindowRows, dst: &mut [Self]) {
+        crate::kernels::im2col::gather_table(src, base, rows.plane, dst)
+    }
+
+    /// The adjoint of [`Float::gather_windows`]: `dst[n·plane + base[o]] += src[n·l + o]`.
+    fn scatter_add_windows(src: &[Self], base: &[usize], rows: WindowRows, dst: &mut [Self]) {
+        crate::kernels::im2col::scatter_add_table(src, base, rows.plane, dst)
+    }
 }
 
 macro_rules! impl_float {
-    ($t:ty, $name:literal, $tanh:path) => {
+    ($t:ty, $name:literal, $tanh:path $(, $gather:path, $scatter_add:path)?) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -130,9 +143,33 @@ macro_rules! impl_float {
                     .ok()
                     .flatten()
             }
+            $(
+                fn gather_windows(
+                    src: &[Self],
+                    base: &[usize],
+                    rows: WindowRows,
+                    dst: &mut [Self],
+                ) {
+                    $gather(src, base, rows, dst)
+                }
+                fn scatter_add_windows(
+                    src: &[Self],
+                    base: &[usize],
+                    rows: WindowRows,
+                    dst: &mut [Self],
+                ) {
+                    $scatter_add(src, base, rows, dst)
+                }
+            )?
         }
     };
 }
 
-impl_float!(f32, "f32", crate::kernels::tanh::tanh_f32);
+impl_float!(
+    f32,
+    "f32",
+    crate::kernels::tanh::tanh_f32,
+    crate::kernels::im2col::gather_windows_f32,
+    crate::kernels::im2col::scatter_add_windows_f32
+);
 impl_float!(f64, "f64", f64::tanh);

@@ -296,7 +296,10 @@ pub fn col2im<T: Float>(g: &Conv2dGeometry, cols: &[T], x: &mut [T]) {
 ///
 /// Window (oy, ox) with kernel offset (i, j) reads `plane[(oy·s + i)·pw + ox·s + j]`, which
 /// is `plane[i·pw + j + base[oy·ow + ox]]` with `base[oy·ow + ox] = oy·s·pw + ox·s`: one
-/// table for every (i, j), so each sample's part of a row is a single gather.
+/// table for every (i, j), so each sample's part of a row is a single gather. With f32 and
+/// stride 2 (every convolution of the DCGAN), an output row of up to 16 windows is instead
+/// two masked vector loads and one permutation ([`gather_windows_f32`]), and its adjoint
+/// adds into the even lanes only ([`scatter_add_windows_f32`]).
 struct PaddedPlanes<'a, T> {
     /// batch × (h + 2p) × (w + 2p)
     buf: &'a mut [T],
@@ -306,6 +309,200 @@ struct PaddedPlanes<'a, T> {
     len: usize,
     /// Offset of each window's top-left corner, oh·ow entries.
     base: &'a [usize],
+    /// How those offsets run: rows of ow windows, `stride` apart.
+    rows: WindowRows,
+}
+
+/// The shape of a window table: `base[oy·ow + ox] = oy·stride·pw + ox·stride`, so each row
+/// of `ow` windows lies along one padded row of length `pw`; the same windows of sample n
+/// lie `n·plane` further on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowRows {
+    /// Length of a padded row.
+    pub pw: usize,
+    /// Step between windows, along both axes.
+    pub stride: usize,
+    /// Windows per row (the output width).
+    pub ow: usize,
+    /// Step between the planes of consecutive samples.
+    pub plane: usize,
+}
+
+/// `dst[n·l + o] = src[n·plane + base[o]]` for every sample n and window o < l = base.len()
+/// (dst holds whole samples): the portable gather.
+///
+/// # Panics
+/// When an offset falls outside `src`.
+pub fn gather_table<T: Copy>(src: &[T], base: &[usize], plane: usize, dst: &mut [T]) {
+    for (n, dst) in dst.chunks_mut(base.len().max(1)).enumerate() {
+        let src = &src[n * plane..];
+        dst.iter_mut().zip(base).for_each(|(d, &b)| *d = src[b]);
+    }
+}
+
+/// `dst[n·plane + base[o]] += src[n·l + o]`: the portable adjoint of [`gather_table`].
+///
+/// # Panics
+/// When an offset falls outside `dst`.
+pub fn scatter_add_table<T: Float>(src: &[T], base: &[usize], plane: usize, dst: &mut [T]) {
+    for (n, src) in src.chunks(base.len().max(1)).enumerate() {
+        let dst = &mut dst[n * plane..];
+        src.iter().zip(base).for_each(|(&v, &b)| dst[b] += v);
+    }
+}
+
+/// Whether the stride-2 SIMD rows apply to `n` values (whole samples) laid out as `rows`
+/// in a buffer of `buf_len` values, and if so (samples, rows of windows per sample).
+/// Checks that the table is the one [`WindowRows`] describes at its last entry, the
+/// farthest read of a sample, and that the last sample's lies inside the buffer, so that
+/// every row's reads and writes do.
+#[cfg(target_arch = "x86_64")]
+fn stride2_rows(
+    base: &[usize],
+    rows: WindowRows,
+    n: usize,
+    buf_len: usize,
+) -> Option<(usize, usize)> {
+    let WindowRows {
+        pw,
+        stride,
+        ow,
+        plane,
+    } = rows;
+    let l = base.len();
+    if stride != 2 || ow == 0 || ow > 16 || n == 0 || l == 0 || !x86::use_avx512() {
+        return None;
+    }
+    let (oh, samples) = (l / ow, n / l);
+    let last = (oh.max(1) - 1) * 2 * pw + 2 * (ow - 1);
+    assert!(
+        l.is_multiple_of(ow)
+            && n.is_multiple_of(l)
+            && base[l - 1] == last
+            && (samples - 1) * plane + last < buf_len,
+        "im2col: window table does not match its rows {rows:?}"
+    );
+    Some((samples, oh))
+}
+
+/// [`gather_table`] for f32: with AVX-512 and stride 2, each row of up to 16 windows is
+/// two masked loads and one permutation that keeps every other value.
+pub fn gather_windows_f32(src: &[f32], base: &[usize], rows: WindowRows, dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(shape) = stride2_rows(base, rows, dst.len(), src.len()) {
+        // SAFETY: the CPU has AVX-512F (checked in `stride2_rows`), which also proved that
+        // every row's reads, 2·ow − 1 values from its start, end inside src; dst holds
+        // samples·oh·ow values.
+        unsafe { x86::gather_stride2(src.as_ptr(), rows, shape, dst) };
+        return;
+    }
+    gather_table(src, base, rows.plane, dst)
+}
+
+/// [`scatter_add_table`] for f32, with the stride-2 rows of [`gather_windows_f32`].
+pub fn scatter_add_windows_f32(src: &[f32], base: &[usize], rows: WindowRows, dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(shape) = stride2_rows(base, rows, src.len(), dst.len()) {
+        // SAFETY: as in `gather_windows_f32`, with the roles of src and dst swapped.
+        unsafe { x86::scatter_add_stride2(src, rows, shape, dst.as_mut_ptr()) };
+        return;
+    }
+    scatter_add_table(src, base, rows.plane, dst)
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::WindowRows;
+
+    /// Whether the f32 window rows take the AVX-512 path: the CPU has AVX-512F and
+    /// `AUTOGRAD_GEMM_KERNEL` does not ask for the portable kernels.
+    pub(crate) fn use_avx512() -> bool {
+        use std::sync::OnceLock;
+        static AVX512: OnceLock<bool> = OnceLock::new();
+        *AVX512.get_or_init(|| {
+            let portable = std::env::var("AUTOGRAD_GEMM_KERNEL").is_ok_and(|k| k == "portable");
+            !portable && is_x86_feature_detected!("avx512f")
+        })
+    }
+
+    /// The first `n` of 16 lanes (all of them for n ≥ 16).
+    fn first(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    }
+
+    /// Row oy of sample n: dst[(n·oh + oy)·ow + ox] = src[n·plane + oy·2·pw + 2·ox], for
+    /// ox < ow ≤ 16. The row's 2·ow − 1 values come in as two masked loads, and the even
+    /// lanes of the pair are kept.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; for n < samples and oy < oh, `src + n·plane + oy·2·pw + t` is
+    /// readable for t < 2·ow − 1; `dst` holds samples·oh·ow values; 1 ≤ ow ≤ 16.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gather_stride2(
+        src: *const f32,
+        r: WindowRows,
+        (samples, oh): (usize, usize),
+        dst: &mut [f32],
+    ) {
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let span = 2 * r.ow - 1;
+        let (lo, hi, out) = (first(span), first(span.saturating_sub(16)), first(r.ow));
+        let mut d = dst.as_mut_ptr();
+        for n in 0..samples {
+            for oy in 0..oh {
+                let s = src.add(n * r.plane + oy * 2 * r.pw);
+                let a = _mm512_maskz_loadu_ps(lo, s);
+                let b = _mm512_maskz_loadu_ps(hi, s.add(16));
+                _mm512_mask_storeu_ps(d, out, _mm512_permutex2var_ps(a, even, b));
+                d = d.add(r.ow);
+            }
+        }
+    }
+
+    /// The adjoint of [`gather_stride2`]: dst[n·plane + oy·2·pw + 2·ox] +=
+    /// src[(n·oh + oy)·ow + ox]. Each row's values are spread to the even lanes of two
+    /// vectors and added there only; the odd lanes of dst are neither changed nor written.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; for n < samples and oy < oh, `dst + n·plane + oy·2·pw + t` is
+    /// readable and writable for t < 2·ow − 1, and nothing else writes it during the call;
+    /// `src` holds samples·oh·ow values; 1 ≤ ow ≤ 16.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn scatter_add_stride2(
+        src: &[f32],
+        r: WindowRows,
+        (samples, oh): (usize, usize),
+        dst: *mut f32,
+    ) {
+        // Lane 2t of the low vector takes value t, of the high one value 8 + t.
+        let spread_lo = _mm512_setr_epi32(0, 0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0);
+        let spread_hi = _mm512_setr_epi32(8, 0, 9, 0, 10, 0, 11, 0, 12, 0, 13, 0, 14, 0, 15, 0);
+        const EVEN: __mmask16 = 0x5555;
+        let span = 2 * r.ow - 1;
+        let (lo, hi) = (first(span) & EVEN, first(span.saturating_sub(16)) & EVEN);
+        let (mut s, row) = (src.as_ptr(), first(r.ow));
+        for n in 0..samples {
+            for oy in 0..oh {
+                let v = _mm512_maskz_loadu_ps(row, s);
+                s = s.add(r.ow);
+                let d = dst.add(n * r.plane + oy * 2 * r.pw);
+                let a = _mm512_maskz_loadu_ps(lo, d);
+                let a = _mm512_mask_add_ps(a, lo, a, _mm512_permutexvar_ps(spread_lo, v));
+                _mm512_mask_storeu_ps(d, lo, a);
+                if hi != 0 {
+                    let b = _mm512_maskz_loadu_ps(hi, d.add(16));
+                    let b = _mm512_mask_add_ps(b, hi, b, _mm512_permutexvar_ps(spread_hi, v));
+                    _mm512_mask_storeu_ps(d.add(16), hi, b);
+                }
+            }
+        }
+    }
 }
 
 /// The sizes of [`PaddedPlanes`]: (pw, padded plane length) and the `base` table.
@@ -325,18 +522,16 @@ impl<T: Float> PaddedPlanes<'_, T> {
     }
 
     /// dst[o] = the value window o of sample n reads at kernel offset (i, j).
-    fn gather(&self, n: usize, (i, j): (usize, usize), dst: &mut [T]) {
-        let src = &self.buf[n * self.len + i * self.pw + j..];
-        dst.iter_mut()
-            .zip(self.base)
-            .for_each(|(d, &b)| *d = src[b]);
+    fn gather(&self, (i, j): (usize, usize), dst: &mut [T]) {
+        let src = &self.buf[i * self.pw + j..];
+        T::gather_windows(src, self.base, self.rows, dst);
     }
 
     /// The adjoint of [`Self::gather`]: adds src[o] onto the value window o of sample n
     /// reads at kernel offset (i, j).
-    fn scatter_add(&mut self, n: usize, (i, j): (usize, usize), src: &[T]) {
-        let dst = &mut self.buf[n * self.len + i * self.pw + j..];
-        src.iter().zip(self.base).for_each(|(&v, &b)| dst[b] += v);
+    fn scatter_add(&mut self, (i, j): (usize, usize), src: &[T]) {
+        let dst = &mut self.buf[i * self.pw + j..];
+        T::scatter_add_windows(src, self.base, self.rows, dst);
     }
 }
 
@@ -354,11 +549,17 @@ impl<T: Float> PaddedPlanes<'_, T> {
 /// When a buffer length does not match the geometry.
 #[track_caller]
 pub fn im2col_batch<T: Float>(g: &Conv2dGeometry, x: &[T], cols: &mut [T]) {
-    let (l, nl) = (g.col_cols(), g.batch * g.col_cols());
+    let nl = g.batch * g.col_cols();
     let plane = g.h * g.w;
     assert_eq!(x.len(), g.batch * g.c_in * plane, "im2col_batch: x size");
     assert_eq!(cols.len(), g.col_rows() * nl, "im2col_batch: columns size");
     let ((pw, len), base) = padded_layout(g);
+    let windows = WindowRows {
+        pw,
+        stride: g.stride,
+        ow: g.out_w(),
+        plane: len,
+    };
     cols.par_chunks_mut((g.kh * g.kw * nl).max(1))
         .enumerate()
         .for_each(|(c, rows)| {
@@ -368,6 +569,7 @@ pub fn im2col_batch<T: Float>(g: &Conv2dGeometry, x: &[T], cols: &mut [T]) {
                 pw,
                 len,
                 base: &base,
+                rows: windows,
             };
             for n in 0..g.batch {
                 let x_nc = &x[(n * g.c_in + c) * plane..][..plane];
@@ -376,9 +578,7 @@ pub fn im2col_batch<T: Float>(g: &Conv2dGeometry, x: &[T], cols: &mut [T]) {
                 }
             }
             for (ij, row) in rows.chunks_exact_mut(nl.max(1)).enumerate() {
-                for (n, dst) in row.chunks_exact_mut(l).enumerate() {
-                    planes.gather(n, (ij / g.kw, ij % g.kw), dst);
-                }
+                planes.gather((ij / g.kw, ij % g.kw), row);
             }
         });
 }
@@ -395,11 +595,17 @@ pub fn im2col_batch<T: Float>(g: &Conv2dGeometry, x: &[T], cols: &mut [T]) {
 /// When a buffer length does not match the geometry.
 #[track_caller]
 pub fn col2im_batch<T: Float>(g: &Conv2dGeometry, cols: &[T], x: &mut [T]) {
-    let (l, nl) = (g.col_cols(), g.batch * g.col_cols());
+    let nl = g.batch * g.col_cols();
     let plane = g.h * g.w;
     assert_eq!(x.len(), g.batch * g.c_in * plane, "col2im_batch: x size");
     assert_eq!(cols.len(), g.col_rows() * nl, "col2im_batch: columns size");
     let ((pw, len), base) = padded_layout(g);
+    let rows = WindowRows {
+        pw,
+        stride: g.stride,
+        ow: g.out_w(),
+        plane: len,
+    };
     let kk = g.kh * g.kw;
     // c_in × batch × padded plane
     let mut folded = scratch::take(g.c_in * g.batch * len);
@@ -413,12 +619,11 @@ pub fn col2im_batch<T: Float>(g: &Conv2dGeometry, cols: &[T], x: &mut [T]) {
                 pw,
                 len,
                 base: &base,
+                rows,
             };
             let rows = &cols[c * kk * nl..][..kk * nl];
             for (ij, row) in rows.chunks_exact(nl.max(1)).enumerate() {
-                for (n, src) in row.chunks_exact(l).enumerate() {
-                    planes.scatter_add(n, (ij / g.kw, ij % g.kw), src);
-                }
+                planes.scatter_add((ij / g.kw, ij % g.kw), row);
             }
         });
     x.par_chunks_mut((g.c_in * plane).max(1))
@@ -683,6 +888,56 @@ mod tests {
                 col2im(&g, &one, &mut x_each[n * per..(n + 1) * per]);
             }
             assert_eq!(x_batch, x_each, "{g:?}");
+        }
+    }
+
+    /// Stride 2 takes the f32 SIMD rows (where the CPU has AVX-512) for outputs up to 16
+    /// wide and the table beyond: f32 im2col_batch and col2im_batch against the f64 ones,
+    /// which always take the table, on small integers where both are exact.
+    #[test]
+    fn f32_stride_two_rows_match_the_table_path() {
+        let sides = [
+            (1, 1),
+            (2, 3),
+            (5, 5),
+            (7, 7),
+            (14, 14),
+            (28, 28),
+            (30, 33),
+            (33, 30),
+        ];
+        for (h, w) in sides {
+            for (kh, kw) in [(1, 1), (2, 2), (3, 3), (4, 4), (4, 3)] {
+                for padding in 0..=2 {
+                    let g = Conv2dGeometry {
+                        batch: 3,
+                        c_in: 2,
+                        c_out: 1,
+                        h,
+                        w,
+                        kh,
+                        kw,
+                        stride: 2,
+                        padding,
+                    };
+                    if g.checked_out_h().is_none() || g.checked_out_w().is_none() {
+                        continue;
+                    }
+                    let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+                    let n_cols = g.col_rows() * g.batch * g.col_cols();
+                    let x = ints(g.batch * g.c_in * h * w, 7);
+                    let (mut c64, mut c32) = (vec![f64::NAN; n_cols], vec![f32::NAN; n_cols]);
+                    im2col_batch(&g, &x, &mut c64);
+                    im2col_batch(&g, &to32(&x), &mut c32);
+                    assert_eq!(c32, to32(&c64), "im2col {g:?}");
+
+                    let cols = ints(n_cols, 8);
+                    let (mut x64, mut x32) = (vec![f64::NAN; x.len()], vec![f32::NAN; x.len()]);
+                    col2im_batch(&g, &cols, &mut x64);
+                    col2im_batch(&g, &to32(&cols), &mut x32);
+                    assert_eq!(x32, to32(&x64), "col2im {g:?}");
+                }
+            }
         }
     }
 
