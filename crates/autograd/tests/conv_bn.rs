@@ -614,10 +614,37 @@ fn batch_norm_eval_statistics_of_wrong_length() {
 
 /// A dense batch (N × C) takes a row-at-a-time path; the same values laid out as one image
 /// per channel (1 × C × N × 1) take the per-channel path. Both sum each channel over n in
-/// the same order, so outputs, statistics and gradients agree to the bit.
+/// the same order, so outputs, statistics and gradients agree to the bit: on a small batch,
+/// and on one large enough that the dense path splits its rows and channels over threads.
 #[test]
 fn batch_norm_rows_match_the_per_channel_path_bitwise() {
-    let (n, c) = (7, 5);
+    for (n, c) in [(7, 5), (70, 600)] {
+        rows_match_per_channel(n, c);
+    }
+}
+
+/// Batch norm on a large dense batch (its loops split over threads) gives the same bits on
+/// one thread and on three.
+#[test]
+fn batch_norm_on_a_large_dense_batch_does_not_depend_on_the_thread_count() {
+    let run = |threads: usize| {
+        autograd::threads::pool(threads).install(|| {
+            let mut r = rng(601);
+            let x = Tensor::<f32>::rand_normal(&[70, 600], 0.5, 2.0, &mut r).requires_grad_(true);
+            let gamma = Tensor::<f32>::rand_normal(&[600], 1.0, 0.5, &mut r).requires_grad_(true);
+            let beta = Tensor::<f32>::zeros(&[600]).requires_grad_(true);
+            let weights = Tensor::<f32>::rand_normal(&[70, 600], 0.0, 1.0, &mut r);
+            let (y, mean, var) = x.batch_norm_train(&gamma, &beta, 1e-5);
+            y.mul(&weights).sum().backward();
+            let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let grads = [&x, &gamma, &beta].map(|t| bits(t.grad().unwrap().to_vec()));
+            (bits(y.to_vec()), bits(mean), bits(var), grads)
+        })
+    };
+    assert!(run(1) == run(3), "1 and 3 threads differ");
+}
+
+fn rows_match_per_channel(n: usize, c: usize) {
     let mut r = rng(600);
     let x = Tensor::<f32>::rand_normal(&[n, c], 0.5, 2.0, &mut r).requires_grad_(true);
     let gamma = Tensor::<f32>::rand_normal(&[c], 1.0, 0.5, &mut r).requires_grad_(true);
