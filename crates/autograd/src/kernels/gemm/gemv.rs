@@ -209,6 +209,98 @@ fn dot_row(mat: MatRef<f32>, i: usize, x: &[f32]) -> f32 {
     ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))
 }
 
+/// Defines `rows_$w` and `columns_$w`, the matrix-vector loops for one vector width, with
+/// that width's intrinsics (the AVX-512 and AVX2 versions are the same loops).
+#[cfg(target_arch = "x86_64")]
+macro_rules! simd_gemv {
+    (
+        $rows:ident, $columns:ident;
+        features = $feat:literal,
+        width = $w:expr,
+        zero = $zero:path,
+        splat = $splat:path,
+        load = $load:path,
+        store = $store:path,
+        add = $add:path,
+        fma = $fma:path $(,)?
+    ) => {
+        /// t(i) = Σₚ M(i, p)·x(p) for M with contiguous rows (cs = 1): four rows at a time
+        /// against one load of x, two vector partial sums per row, then the rest of each row
+        /// one value at a time; each t(i) goes to `out`.
+        ///
+        /// # Safety
+        /// The CPU has the features above; M's elements (i, p) for i < mat.rows,
+        /// p < x.len() lie inside `mat.data`.
+        #[target_feature(enable = $feat)]
+        pub(super) unsafe fn $rows(mat: MatRef<f32>, x: &[f32], out: &mut Out) {
+            const W: usize = $w;
+            let (len, depth, rs) = (mat.rows, x.len(), mat.rs);
+            let (m, xp) = (mat.data.as_ptr(), x.as_ptr());
+            let whole = depth / (2 * W) * (2 * W);
+            for i0 in (0..len).step_by(4) {
+                let rows = (len - i0).min(4);
+                let mut acc = [[$zero(); 2]; 4];
+                for p in (0..whole).step_by(2 * W) {
+                    let xv = [$load(xp.add(p)), $load(xp.add(p + W))];
+                    for (r, acc) in acc.iter_mut().enumerate().take(rows) {
+                        let row = m.add((i0 + r) * rs + p);
+                        acc[0] = $fma($load(row), xv[0], acc[0]);
+                        acc[1] = $fma($load(row.add(W)), xv[1], acc[1]);
+                    }
+                }
+                for (r, acc) in acc.iter().enumerate().take(rows) {
+                    let row = m.add((i0 + r) * rs);
+                    let mut lanes = [0.0f32; W];
+                    $store(lanes.as_mut_ptr(), $add(acc[0], acc[1]));
+                    let mut sum = pairwise(lanes);
+                    for p in whole..depth {
+                        sum = (*row.add(p)).mul_add(x[p], sum);
+                    }
+                    out.put(i0 + r, sum);
+                }
+            }
+        }
+
+        /// t = Σₚ x(p)·M(·, p) for M with contiguous columns (rs = 1): blocks of eight
+        /// vectors of t held in registers while the loop runs down the columns, p
+        /// ascending; the rows past the last whole vector one at a time.
+        ///
+        /// # Safety
+        /// As the rows version.
+        #[target_feature(enable = $feat)]
+        pub(super) unsafe fn $columns(mat: MatRef<f32>, x: &[f32], out: &mut Out) {
+            const W: usize = $w;
+            let (len, cs) = (mat.rows, mat.cs);
+            let m = mat.data.as_ptr();
+            let whole = len / W * W;
+            for i0 in (0..whole).step_by(8 * W) {
+                let vecs = ((whole - i0) / W).min(8);
+                let mut acc = [$zero(); 8];
+                for (p, &x_p) in x.iter().enumerate() {
+                    let (xv, col) = ($splat(x_p), m.add(p * cs + i0));
+                    for (v, acc) in acc.iter_mut().enumerate().take(vecs) {
+                        *acc = $fma($load(col.add(v * W)), xv, *acc);
+                    }
+                }
+                let mut t = [0.0f32; 8 * W];
+                for (v, acc) in acc.iter().enumerate().take(vecs) {
+                    $store(t.as_mut_ptr().add(v * W), *acc);
+                }
+                for (o, &t) in t.iter().enumerate().take(vecs * W) {
+                    out.put(i0 + o, t);
+                }
+            }
+            for i in whole..len {
+                let t = x
+                    .iter()
+                    .enumerate()
+                    .fold(0.0, |s, (p, &x_p)| (*m.add(p * cs + i)).mul_add(x_p, s));
+                out.put(i, t);
+            }
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -232,146 +324,40 @@ mod x86 {
         super::rank1_row(alpha, a_i, b, beta, row)
     }
 
-    /// t(i) = Σₚ M(i, p)·x(p) for M with contiguous rows (cs = 1): four rows at a time, two
-    /// 16-lane partial sums per row, then the rest of each row one lane at a time.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F; M's elements (i, p) for i < mat.rows, p < x.len() lie inside
-    /// `mat.data`.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn rows_avx512(mat: MatRef<f32>, x: &[f32], out: &mut Out) {
-        const W: usize = 16;
-        let (len, depth, rs) = (mat.rows, x.len(), mat.rs);
-        let (m, xp) = (mat.data.as_ptr(), x.as_ptr());
-        let whole = depth / (2 * W) * (2 * W);
-        for i0 in (0..len).step_by(4) {
-            let rows = (len - i0).min(4);
-            let mut acc = [[_mm512_setzero_ps(); 2]; 4];
-            for p in (0..whole).step_by(2 * W) {
-                let xv = [_mm512_loadu_ps(xp.add(p)), _mm512_loadu_ps(xp.add(p + W))];
-                for (r, acc) in acc.iter_mut().enumerate().take(rows) {
-                    let row = m.add((i0 + r) * rs + p);
-                    acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(row), xv[0], acc[0]);
-                    acc[1] = _mm512_fmadd_ps(_mm512_loadu_ps(row.add(W)), xv[1], acc[1]);
-                }
-            }
-            for (r, acc) in acc.iter().enumerate().take(rows) {
-                let row = m.add((i0 + r) * rs);
-                let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
-                for p in whole..depth {
-                    sum = (*row.add(p)).mul_add(x[p], sum);
-                }
-                out.put(i0 + r, sum);
+    /// The lanes of a vector added pairwise: ((l₀ + l₁) + (l₂ + l₃)) + ….
+    #[inline(always)]
+    fn pairwise<const W: usize>(mut lanes: [f32; W]) -> f32 {
+        let mut width = W;
+        while width > 1 {
+            width /= 2;
+            for l in 0..width {
+                lanes[l] = lanes[2 * l] + lanes[2 * l + 1];
             }
         }
+        lanes[0]
     }
 
-    /// [`rows_avx512`] with 8-lane vectors.
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and FMA; as [`rows_avx512`] otherwise.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn rows_avx2(mat: MatRef<f32>, x: &[f32], out: &mut Out) {
-        const W: usize = 8;
-        let (len, depth, rs) = (mat.rows, x.len(), mat.rs);
-        let (m, xp) = (mat.data.as_ptr(), x.as_ptr());
-        let whole = depth / (2 * W) * (2 * W);
-        for i0 in (0..len).step_by(4) {
-            let rows = (len - i0).min(4);
-            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-            for p in (0..whole).step_by(2 * W) {
-                let xv = [_mm256_loadu_ps(xp.add(p)), _mm256_loadu_ps(xp.add(p + W))];
-                for (r, acc) in acc.iter_mut().enumerate().take(rows) {
-                    let row = m.add((i0 + r) * rs + p);
-                    acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(row), xv[0], acc[0]);
-                    acc[1] = _mm256_fmadd_ps(_mm256_loadu_ps(row.add(W)), xv[1], acc[1]);
-                }
-            }
-            for (r, acc) in acc.iter().enumerate().take(rows) {
-                let row = m.add((i0 + r) * rs);
-                let mut lanes = [0.0f32; W];
-                _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(acc[0], acc[1]));
-                let mut sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
-                    + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-                for p in whole..depth {
-                    sum = (*row.add(p)).mul_add(x[p], sum);
-                }
-                out.put(i0 + r, sum);
-            }
-        }
+    simd_gemv! {
+        rows_avx512, columns_avx512;
+        features = "avx512f,avx2,fma",
+        width = 16,
+        zero = _mm512_setzero_ps,
+        splat = _mm512_set1_ps,
+        load = _mm512_loadu_ps,
+        store = _mm512_storeu_ps,
+        add = _mm512_add_ps,
+        fma = _mm512_fmadd_ps,
     }
 
-    /// t = Σₚ x(p)·M(·, p) for M with contiguous columns (rs = 1): blocks of eight vectors
-    /// of t held in registers while the loop runs down the columns, p ascending; the rows
-    /// past the last whole vector one at a time.
-    ///
-    /// # Safety
-    /// As [`rows_avx512`].
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn columns_avx512(mat: MatRef<f32>, x: &[f32], out: &mut Out) {
-        const W: usize = 16;
-        let (len, cs) = (mat.rows, mat.cs);
-        let m = mat.data.as_ptr();
-        let whole = len / W * W;
-        for i0 in (0..whole).step_by(8 * W) {
-            let vecs = ((whole - i0) / W).min(8);
-            let mut acc = [_mm512_setzero_ps(); 8];
-            for (p, &x_p) in x.iter().enumerate() {
-                let (xv, col) = (_mm512_set1_ps(x_p), m.add(p * cs + i0));
-                for (v, acc) in acc.iter_mut().enumerate().take(vecs) {
-                    *acc = _mm512_fmadd_ps(_mm512_loadu_ps(col.add(v * W)), xv, *acc);
-                }
-            }
-            let mut t = [0.0f32; 8 * W];
-            for (v, acc) in acc.iter().enumerate().take(vecs) {
-                _mm512_storeu_ps(t.as_mut_ptr().add(v * W), *acc);
-            }
-            for (o, &t) in t.iter().enumerate().take(vecs * W) {
-                out.put(i0 + o, t);
-            }
-        }
-        for i in whole..len {
-            let t = x
-                .iter()
-                .enumerate()
-                .fold(0.0, |s, (p, &x_p)| (*m.add(p * cs + i)).mul_add(x_p, s));
-            out.put(i, t);
-        }
-    }
-
-    /// [`columns_avx512`] with 8-lane vectors.
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and FMA; as [`rows_avx512`] otherwise.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn columns_avx2(mat: MatRef<f32>, x: &[f32], out: &mut Out) {
-        const W: usize = 8;
-        let (len, cs) = (mat.rows, mat.cs);
-        let m = mat.data.as_ptr();
-        let whole = len / W * W;
-        for i0 in (0..whole).step_by(8 * W) {
-            let vecs = ((whole - i0) / W).min(8);
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for (p, &x_p) in x.iter().enumerate() {
-                let (xv, col) = (_mm256_set1_ps(x_p), m.add(p * cs + i0));
-                for (v, acc) in acc.iter_mut().enumerate().take(vecs) {
-                    *acc = _mm256_fmadd_ps(_mm256_loadu_ps(col.add(v * W)), xv, *acc);
-                }
-            }
-            let mut t = [0.0f32; 8 * W];
-            for (v, acc) in acc.iter().enumerate().take(vecs) {
-                _mm256_storeu_ps(t.as_mut_ptr().add(v * W), *acc);
-            }
-            for (o, &t) in t.iter().enumerate().take(vecs * W) {
-                out.put(i0 + o, t);
-            }
-        }
-        for i in whole..len {
-            let t = x
-                .iter()
-                .enumerate()
-                .fold(0.0, |s, (p, &x_p)| (*m.add(p * cs + i)).mul_add(x_p, s));
-            out.put(i, t);
-        }
+    simd_gemv! {
+        rows_avx2, columns_avx2;
+        features = "avx2,fma",
+        width = 8,
+        zero = _mm256_setzero_ps,
+        splat = _mm256_set1_ps,
+        load = _mm256_loadu_ps,
+        store = _mm256_storeu_ps,
+        add = _mm256_add_ps,
+        fma = _mm256_fmadd_ps,
     }
 }
