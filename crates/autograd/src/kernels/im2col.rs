@@ -458,7 +458,13 @@ pub(crate) mod x86 {
             for oy in 0..oh {
                 let s = src.add(n * r.plane + oy * 2 * r.pw);
                 let a = _mm512_maskz_loadu_ps(lo, s);
-                let b = _mm512_maskz_loadu_ps(hi, s.add(16));
+                // A second vector only when the row reaches past 16 values, so that
+                // s + 16 is never formed outside the buffer.
+                let b = if hi != 0 {
+                    _mm512_maskz_loadu_ps(hi, s.add(16))
+                } else {
+                    _mm512_setzero_ps()
+                };
                 _mm512_mask_storeu_ps(d, out, _mm512_permutex2var_ps(a, even, b));
                 d = d.add(r.ow);
             }
