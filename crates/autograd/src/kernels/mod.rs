@@ -19,6 +19,21 @@ pub const PAR_THRESHOLD: usize = 1 << 15;
 /// Elements per parallel chunk (and per partial sum in reductions).
 pub const CHUNK: usize = 1 << 13;
 
+/// The partial sums of a reduction added pairwise, ((s₀ + s₁) + (s₂ + s₃)) + …, so that
+/// their order depends on W alone. W must be a power of two.
+#[inline(always)]
+pub fn pairwise_sum<T: Float, const W: usize>(mut lanes: [T; W]) -> T {
+    const { assert!(W.is_power_of_two()) };
+    let mut width = W;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            lanes[l] = lanes[2 * l] + lanes[2 * l + 1];
+        }
+    }
+    lanes[0]
+}
+
 /// `out[i] = f(x[i])`
 pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
     let mut out = scratch::take(x.len());

@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use crate::element::Float;
-use crate::kernels::scratch;
+use crate::kernels::{pairwise_sum, scratch};
 use crate::shape::{op_panic, shape_panic};
 use crate::tape::GradFn;
 use crate::tensor::Tensor;
@@ -76,19 +76,7 @@ fn lane_sums<'a, T: Float, const K: usize>(
             }
         }
     }
-    acc.map(reduce_lanes)
-}
-
-/// The [`LANES`] partial sums added pairwise: ((s₀ + s₁) + (s₂ + s₃)) + ….
-fn reduce_lanes<T: Float>(mut lanes: [T; LANES]) -> T {
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for l in 0..width {
-            lanes[l] = lanes[2 * l] + lanes[2 * l + 1];
-        }
-    }
-    lanes[0]
+    acc.map(pairwise_sum)
 }
 
 /// K sums per channel over the N × C rows of two tensors of the same shape: Σₙ f(a, b)[k]
@@ -112,7 +100,7 @@ fn row_lane_sums<T: Float, const K: usize>(
     }
     acc.map(|lanes| {
         (0..c)
-            .map(|ch| reduce_lanes(std::array::from_fn(|l| lanes[l * c + ch])))
+            .map(|ch| pairwise_sum(std::array::from_fn::<T, LANES, _>(|l| lanes[l * c + ch])))
             .collect()
     })
 }

@@ -252,7 +252,7 @@ macro_rules! simd_gemv {
                     let row = m.add((i0 + r) * rs);
                     let mut lanes = [0.0f32; W];
                     $store(lanes.as_mut_ptr(), $add(acc[0], acc[1]));
-                    let mut sum = pairwise(lanes);
+                    let mut sum = crate::kernels::pairwise_sum(lanes);
                     for p in whole..depth {
                         sum = (*row.add(p)).mul_add(x[p], sum);
                     }
@@ -322,19 +322,6 @@ mod x86 {
         row: &mut [f32],
     ) {
         super::rank1_row(alpha, a_i, b, beta, row)
-    }
-
-    /// The lanes of a vector added pairwise: ((l₀ + l₁) + (l₂ + l₃)) + ….
-    #[inline(always)]
-    fn pairwise<const W: usize>(mut lanes: [f32; W]) -> f32 {
-        let mut width = W;
-        while width > 1 {
-            width /= 2;
-            for l in 0..width {
-                lanes[l] = lanes[2 * l] + lanes[2 * l + 1];
-            }
-        }
-        lanes[0]
     }
 
     simd_gemv! {
