@@ -303,13 +303,10 @@ pub fn col2im<T: Float>(g: &Conv2dGeometry, cols: &[T], x: &mut [T]) {
 struct PaddedPlanes<'a, T> {
     /// batch × (h + 2p) × (w + 2p)
     buf: &'a mut [T],
-    /// Row length, w + 2p.
-    pw: usize,
-    /// Length of one padded plane, (h + 2p)·(w + 2p).
-    len: usize,
     /// Offset of each window's top-left corner, oh·ow entries.
     base: &'a [usize],
-    /// How those offsets run: rows of ow windows, `stride` apart.
+    /// How those offsets run, the padded row length w + 2p (`pw`) and the padded plane
+    /// length (h + 2p)·(w + 2p) (`plane`).
     rows: WindowRows,
 }
 
@@ -511,32 +508,38 @@ pub(crate) mod x86 {
     }
 }
 
-/// The sizes of [`PaddedPlanes`]: (pw, padded plane length) and the `base` table.
-fn padded_layout(g: &Conv2dGeometry) -> ((usize, usize), Vec<usize>) {
+/// The layout of [`PaddedPlanes`] and its `base` table.
+fn padded_layout(g: &Conv2dGeometry) -> (WindowRows, Vec<usize>) {
     let (pw, s) = (g.w + 2 * g.padding, g.stride);
     let base = (0..g.out_h())
         .flat_map(|oy| (0..g.out_w()).map(move |ox| oy * s * pw + ox * s))
         .collect();
-    ((pw, (g.h + 2 * g.padding) * pw), base)
+    let rows = WindowRows {
+        pw,
+        stride: s,
+        ow: g.out_w(),
+        plane: (g.h + 2 * g.padding) * pw,
+    };
+    (rows, base)
 }
 
 impl<T: Float> PaddedPlanes<'_, T> {
     /// Pixel row y of sample n: row y + p, columns p .. p + w of its padded plane.
     fn interior_row(&mut self, g: &Conv2dGeometry, n: usize, y: usize) -> &mut [T] {
         let p = g.padding;
-        &mut self.buf[n * self.len + (y + p) * self.pw + p..][..g.w]
+        &mut self.buf[n * self.rows.plane + (y + p) * self.rows.pw + p..][..g.w]
     }
 
     /// dst[o] = the value window o of sample n reads at kernel offset (i, j).
     fn gather(&self, (i, j): (usize, usize), dst: &mut [T]) {
-        let src = &self.buf[i * self.pw + j..];
+        let src = &self.buf[i * self.rows.pw + j..];
         T::gather_windows(src, self.base, self.rows, dst);
     }
 
     /// The adjoint of [`Self::gather`]: adds src[o] onto the value window o of sample n
     /// reads at kernel offset (i, j).
     fn scatter_add(&mut self, (i, j): (usize, usize), src: &[T]) {
-        let dst = &mut self.buf[i * self.pw + j..];
+        let dst = &mut self.buf[i * self.rows.pw + j..];
         T::scatter_add_windows(src, self.base, self.rows, dst);
     }
 }
@@ -559,21 +562,13 @@ pub fn im2col_batch<T: Float>(g: &Conv2dGeometry, x: &[T], cols: &mut [T]) {
     let plane = g.h * g.w;
     assert_eq!(x.len(), g.batch * g.c_in * plane, "im2col_batch: x size");
     assert_eq!(cols.len(), g.col_rows() * nl, "im2col_batch: columns size");
-    let ((pw, len), base) = padded_layout(g);
-    let windows = WindowRows {
-        pw,
-        stride: g.stride,
-        ow: g.out_w(),
-        plane: len,
-    };
+    let (windows, base) = padded_layout(g);
     cols.par_chunks_mut((g.kh * g.kw * nl).max(1))
         .enumerate()
         .for_each(|(c, rows)| {
-            let mut buf = vec![T::ZERO; g.batch * len];
+            let mut buf = vec![T::ZERO; g.batch * windows.plane];
             let mut planes = PaddedPlanes {
                 buf: &mut buf,
-                pw,
-                len,
                 base: &base,
                 rows: windows,
             };
@@ -605,13 +600,8 @@ pub fn col2im_batch<T: Float>(g: &Conv2dGeometry, cols: &[T], x: &mut [T]) {
     let plane = g.h * g.w;
     assert_eq!(x.len(), g.batch * g.c_in * plane, "col2im_batch: x size");
     assert_eq!(cols.len(), g.col_rows() * nl, "col2im_batch: columns size");
-    let ((pw, len), base) = padded_layout(g);
-    let rows = WindowRows {
-        pw,
-        stride: g.stride,
-        ow: g.out_w(),
-        plane: len,
-    };
+    let (rows, base) = padded_layout(g);
+    let (pw, len) = (rows.pw, rows.plane);
     let kk = g.kh * g.kw;
     // c_in × batch × padded plane
     let mut folded = scratch::take(g.c_in * g.batch * len);
@@ -622,8 +612,6 @@ pub fn col2im_batch<T: Float>(g: &Conv2dGeometry, cols: &[T], x: &mut [T]) {
             buf.fill(T::ZERO);
             let mut planes = PaddedPlanes {
                 buf,
-                pw,
-                len,
                 base: &base,
                 rows,
             };

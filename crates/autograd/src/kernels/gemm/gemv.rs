@@ -21,40 +21,41 @@
 use super::packed::update;
 use super::{Kernel, MatRef};
 
-/// [`gemv`] with `kernel`'s SIMD loops where it has them and the matrix has a contiguous
-/// axis; otherwise the portable loops.
+/// y ← α·M·x + β·y, where x(p) = `x[p·inc_x]` and y(i) = `y[i·inc_y]`, with `kernel`'s
+/// SIMD loops where it has them and the matrix has a contiguous axis; otherwise the
+/// portable loops. β = 0 ignores y's old values.
 ///
 /// # Panics
-/// As [`gemv`].
+/// When an index falls outside `M`'s, `x`'s or `y`'s slice.
 pub(super) fn gemv_with(
     kernel: Kernel,
     alpha: f32,
     mat: MatRef<f32>,
-    x: (&[f32], usize),
+    (x, inc_x): (&[f32], usize),
     beta: f32,
     y: (&mut [f32], usize),
 ) {
+    let (len, depth) = (mat.rows, mat.cols);
+    let copy: Vec<f32>;
+    let xs = if inc_x == 1 {
+        &x[..depth]
+    } else {
+        copy = (0..depth).map(|p| x[p * inc_x]).collect();
+        &copy
+    };
+    // The last elements of M and y that the loops touch, to check once.
+    let last = (len.max(1) - 1) * mat.rs + (depth.max(1) - 1) * mat.cs;
+    assert!(
+        len == 0 || depth == 0 || last < mat.data.len(),
+        "gemv: matrix view reaches outside its slice"
+    );
+    assert!(
+        len == 0 || (len - 1) * y.1 < y.0.len(),
+        "gemv: y is too short"
+    );
+    let mut out = Out { y, alpha, beta };
     #[cfg(target_arch = "x86_64")]
     if matches!(kernel, Kernel::Avx512 | Kernel::Avx2) && (mat.cs == 1 || mat.rs == 1) {
-        let (len, depth) = (mat.rows, mat.cols);
-        let copy: Vec<f32>;
-        let xs = if x.1 == 1 {
-            &x.0[..depth]
-        } else {
-            copy = (0..depth).map(|p| x.0[p * x.1]).collect();
-            &copy
-        };
-        // The last elements of M and y that the loops touch, to check once.
-        let last = (len.max(1) - 1) * mat.rs + (depth.max(1) - 1) * mat.cs;
-        assert!(
-            len == 0 || depth == 0 || last < mat.data.len(),
-            "gemv: matrix view reaches outside its slice"
-        );
-        assert!(
-            len == 0 || (len - 1) * y.1 < y.0.len(),
-            "gemv: y is too short"
-        );
-        let mut out = Out { y, alpha, beta };
         if depth == 0 {
             (0..len).for_each(|i| out.put(i, 0.0));
             return;
@@ -73,10 +74,14 @@ pub(super) fn gemv_with(
         return;
     }
     let _ = kernel;
-    gemv(alpha, mat, x, beta, y)
+    if mat.rs == 1 && len > 1 {
+        by_columns(mat, xs, &mut out);
+    } else {
+        (0..len).for_each(|i| out.put(i, dot_row(mat, i, xs)));
+    }
 }
 
-/// Where a SIMD loop puts each finished dot product t(i): y(i) ← α·t(i) + β·y(i).
+/// Where the loops put each finished dot product t(i): y(i) ← α·t(i) + β·y(i).
 struct Out<'a> {
     y: (&'a mut [f32], usize),
     alpha: f32,
@@ -145,34 +150,9 @@ fn rank1_row(alpha: f32, a_i: f32, b: &[f32], beta: f32, row: &mut [f32]) {
 /// fixed number, so the order of additions depends on the shape only.
 const LANES: usize = 8;
 
-/// y ← α·M·x + β·y, where x(p) = `x[p·inc_x]` and y(i) = `y[i·inc_y]`. β = 0 ignores y's
-/// old values.
-///
-/// # Panics
-/// When an index falls outside `M`'s, `x`'s or `y`'s slice.
-pub(super) fn gemv(
-    alpha: f32,
-    mat: MatRef<f32>,
-    (x, inc_x): (&[f32], usize),
-    beta: f32,
-    (y, inc_y): (&mut [f32], usize),
-) {
-    let (len, depth) = (mat.rows, mat.cols);
-    let x: Vec<f32> = (0..depth).map(|p| x[p * inc_x]).collect();
-    let products = if mat.rs == 1 && len > 1 {
-        by_columns(mat, &x)
-    } else {
-        (0..len).map(|i| dot_row(mat, i, &x)).collect()
-    };
-    for (i, t) in products.into_iter().enumerate() {
-        let y_i = &mut y[i * inc_y];
-        *y_i = update(beta, *y_i, alpha * t);
-    }
-}
-
 /// M·x for column-major M (contiguous columns): the columns scaled by x(p) and summed, p
 /// ascending, so that the inner loop runs down a contiguous column.
-fn by_columns(mat: MatRef<f32>, x: &[f32]) -> Vec<f32> {
+fn by_columns(mat: MatRef<f32>, x: &[f32], out: &mut Out) {
     let len = mat.rows;
     let mut acc = vec![0.0f32; len];
     for (p, &x_p) in x.iter().enumerate() {
@@ -181,7 +161,7 @@ fn by_columns(mat: MatRef<f32>, x: &[f32]) -> Vec<f32> {
             *a += m * x_p;
         }
     }
-    acc
+    acc.into_iter().enumerate().for_each(|(i, t)| out.put(i, t));
 }
 
 /// Row i of M times x, in [`LANES`] partial sums (p mod LANES), added pairwise at the end.
@@ -205,8 +185,7 @@ fn dot_row(mat: MatRef<f32>, i: usize, x: &[f32]) -> f32 {
             part[p % LANES] += mat.data[start + p * mat.cs] * x_p;
         }
     }
-    let [p0, p1, p2, p3, p4, p5, p6, p7] = part;
-    ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))
+    crate::kernels::pairwise_sum(part)
 }
 
 /// Defines `rows_$w` and `columns_$w`, the matrix-vector loops for one vector width, with
