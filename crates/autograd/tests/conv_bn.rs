@@ -683,3 +683,137 @@ fn rows_match_per_channel(n: usize, c: usize) {
         "∂L/∂β"
     );
 }
+
+/// 4 × 4 kernels with stride 2 and padding 1 and at least 16 channels on both sides take
+/// the Winograd path (`autograd::kernels::winograd`): an even input, an odd one, and a
+/// transposed convolution with output padding.
+const WINOGRAD_CASES: [ConvCase; 3] = [
+    ConvCase {
+        batch: 2,
+        c_in: 16,
+        c_out: 16,
+        kernel: (4, 4),
+        stride: 2,
+        padding: 1,
+        h: 6,
+        w: 6,
+        output_padding: 0,
+    },
+    ConvCase {
+        batch: 1,
+        c_in: 16,
+        c_out: 17,
+        kernel: (4, 4),
+        stride: 2,
+        padding: 1,
+        h: 9,
+        w: 5,
+        output_padding: 0,
+    },
+    ConvCase {
+        batch: 1,
+        c_in: 17,
+        c_out: 16,
+        kernel: (4, 4),
+        stride: 2,
+        padding: 1,
+        h: 3,
+        w: 2,
+        output_padding: 1,
+    },
+];
+
+#[track_caller]
+fn assert_close(what: &str, got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-12 * w.abs().max(1.0),
+            "{what}[{i}]: {g} against {w}"
+        );
+    }
+}
+
+#[test]
+fn winograd_convolutions_match_the_direct_loops() {
+    for (k, case) in WINOGRAD_CASES.iter().enumerate() {
+        let (s, p, op) = (case.stride, case.padding, case.output_padding);
+        let b = ints(&[case.c_out], k + 2);
+        if op == 0 {
+            let g = case.conv_geometry();
+            let (x, w) = (
+                ints(&case.input_shape(), k),
+                ints(&case.conv_weight_shape(), k + 1),
+            );
+            let y = x.conv2d(&w, Some(&b), s, p);
+            let want = conv2d_naive(&g, &x.data(), &w.data(), Some(&b.data()));
+            assert_close(&format!("conv2d {case:?}"), &y.to_vec(), &want);
+        }
+        let g = case.transpose_geometry();
+        let (x, w) = (
+            ints(&case.input_shape(), k),
+            ints(&case.transpose_weight_shape(), k),
+        );
+        let y = x.conv_transpose2d(&w, Some(&b), s, p, op);
+        let want = conv_transpose2d_naive(&g, &x.data(), &w.data(), Some(&b.data()));
+        assert_close(&format!("conv_transpose2d {case:?}"), &y.to_vec(), &want);
+    }
+}
+
+#[test]
+fn winograd_convolutions_pass_the_gradient_check() {
+    for (k, case) in WINOGRAD_CASES.iter().enumerate() {
+        let mut r = rng(200 + k as u64);
+        let (s, p, op) = (case.stride, case.padding, case.output_padding);
+        let b = leaf(&[case.c_out], &mut r);
+        let x = leaf(&case.input_shape(), &mut r);
+        if op == 0 {
+            let w = leaf(&case.conv_weight_shape(), &mut r);
+            check(
+                &format!("conv2d {case:?}"),
+                &[x.clone(), w, b.clone()],
+                |t| t[0].conv2d(&t[1], Some(&t[2]), s, p),
+            );
+        }
+        let w = leaf(&case.transpose_weight_shape(), &mut r);
+        check(&format!("conv_transpose2d {case:?}"), &[x, w, b], |t| {
+            t[0].conv_transpose2d(&t[1], Some(&t[2]), s, p, op)
+        });
+    }
+}
+
+/// Forward keeps the transforms that backward needs only for inputs that take a gradient
+/// then; an input unfrozen between forward and backward gets the same gradient from
+/// transforms computed again.
+#[test]
+fn winograd_gradients_from_kept_or_recomputed_transforms() {
+    let case = WINOGRAD_CASES[0];
+    let (s, p) = (case.stride, case.padding);
+    let mut r = rng(210);
+    let x = leaf(&case.input_shape(), &mut r);
+    let w = leaf(&case.conv_weight_shape(), &mut r);
+    let grads = |frozen: &Tensor<f64>, transposed: bool| {
+        x.zero_grad();
+        w.zero_grad();
+        frozen.set_requires_grad(false);
+        let y = match transposed {
+            false => x.conv2d(&w, None, s, p),
+            true => x.conv_transpose2d(&w, None, s, p, 0),
+        };
+        frozen.set_requires_grad(true);
+        y.mul(&ints(y.shape(), 4)).sum().backward();
+        (x.grad().unwrap().to_vec(), w.grad().unwrap().to_vec())
+    };
+    for transposed in [false, true] {
+        let (gx, gw) = grads(&Tensor::from_vec(vec![0.0], &[1]), transposed);
+        assert!(
+            gw.iter().any(|&v| v != 0.0),
+            "a gradient reached the weight"
+        );
+        for frozen in [&x, &w] {
+            let (gx_again, gw_again) = grads(frozen, transposed);
+            assert_eq!(gx, gx_again, "input gradient, transposed: {transposed}");
+            assert_eq!(gw, gw_again, "weight gradient, transposed: {transposed}");
+        }
+    }
+}

@@ -9,6 +9,7 @@ pub mod gemm;
 pub mod im2col;
 pub mod scratch;
 pub mod tanh;
+pub mod winograd;
 
 use rayon::prelude::*;
 

@@ -32,6 +32,7 @@ use crate::element::Float;
 use crate::kernels::gemm::{gemm, GemmScalar, MatRef};
 use crate::kernels::im2col::{col2im_batch, im2col_batch, Conv2dGeometry};
 use crate::kernels::scratch;
+use crate::kernels::winograd::{self, Tiling};
 use crate::shape::{op_panic, shape_panic};
 use crate::tape::{is_grad_enabled, GradFn};
 use crate::tensor::Tensor;
@@ -216,6 +217,9 @@ impl<T: Float + GemmScalar> Tensor<T> {
             let why = format!("kernel {kh} × {kw} is larger than the input padded by {padding}");
             shape_panic("conv2d", self.shape(), weight.shape(), &why);
         }
+        if winograd::applies(&g) {
+            return conv2d_winograd(self, weight, bias, Tiling::new(g));
+        }
 
         let cols = batch_columns(&g, &self.data());
         let mut y = conv_forward(&g, &cols, &weight.data());
@@ -312,6 +316,9 @@ impl<T: Float + GemmScalar> Tensor<T> {
             stride,
             padding,
         };
+        if winograd::applies(&g) {
+            return conv_transpose2d_winograd(self, weight, bias, Tiling::new(g));
+        }
 
         let x_cm = to_channel_major(&self.data(), (batch, c_in, h * w));
         let mut y = conv_adjoint(&g, &x_cm, &weight.data());
@@ -341,4 +348,118 @@ impl<T: Float + GemmScalar> Tensor<T> {
         });
         Tensor::from_op(g.input_shape().to_vec(), y, gf)
     }
+}
+
+/// `keep` when the gradient it serves will be taken, else back to scratch.
+fn keep_if<T: Float>(keep: bool, v: Vec<T>) -> Option<Vec<T>> {
+    if keep {
+        return Some(v);
+    }
+    scratch::give(v);
+    None
+}
+
+/// [`Tensor::conv2d`] for the geometries of [`winograd::applies`]. Forward keeps the data
+/// transform D of x for ∂L/∂W and the kernel transform for ∂L/∂x; backward transforms g once
+/// for both products.
+fn conv2d_winograd<T: Float + GemmScalar>(
+    x: &Tensor<T>,
+    weight: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    t: Tiling,
+) -> Tensor<T> {
+    let (d, wt) = (
+        t.transform_data(&x.data()),
+        t.transform_weight(&weight.data()),
+    );
+    let m = t.forward_products(&d, &wt);
+    let mut y = t.inverse_y(&m);
+    scratch::give(m);
+    if let Some(b) = bias {
+        add_bias(&mut y, &b.data(), t.g.col_cols());
+    }
+    let grad = is_grad_enabled();
+    let kept_d = keep_if(grad && weight.requires_grad(), d);
+    let kept_wt = keep_if(grad && x.requires_grad(), wt);
+
+    let mut inputs = vec![x.clone(), weight.clone()];
+    inputs.extend(bias.cloned());
+    let gf = GradFn::new("conv2d", inputs, move |inp, _, grad_out| {
+        let (x, weight) = (&inp[0], &inp[1]);
+        let (mut kept_d, mut kept_wt) = (kept_d, kept_wt);
+        if x.requires_grad() || weight.requires_grad() {
+            let ybar = t.transform_y(grad_out);
+            if x.requires_grad() {
+                let wt = kept_wt
+                    .take()
+                    .unwrap_or_else(|| t.transform_weight(&weight.data()));
+                let dbar = t.adjoint_products(&ybar, &wt);
+                x.accumulate_grad_vec(t.inverse_data(&dbar));
+                [dbar, wt].into_iter().for_each(scratch::give);
+            }
+            if weight.requires_grad() {
+                let d = kept_d.take().unwrap_or_else(|| t.transform_data(&x.data()));
+                let gwt = t.weight_products(&ybar, &d);
+                weight.accumulate_grad_vec(t.inverse_weight(&gwt));
+                [gwt, d].into_iter().for_each(scratch::give);
+            }
+            scratch::give(ybar);
+        }
+        kept_d.into_iter().chain(kept_wt).for_each(scratch::give);
+        if let Some(b) = inp.get(2).filter(|b| b.requires_grad()) {
+            b.accumulate_grad_vec(bias_grad(grad_out, t.g.c_out, t.g.col_cols()));
+        }
+    });
+    Tensor::from_op(t.g.output_shape().to_vec(), y, gf)
+}
+
+/// [`Tensor::conv_transpose2d`] for the geometries of [`winograd::applies`], `t` being the
+/// tiling of the convolution it is the adjoint of. Forward keeps the y-side transform Ȳ of
+/// x for ∂L/∂W and the kernel transform for ∂L/∂x; backward transforms g once for both.
+fn conv_transpose2d_winograd<T: Float + GemmScalar>(
+    x: &Tensor<T>,
+    weight: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    t: Tiling,
+) -> Tensor<T> {
+    let (ybar, wt) = (t.transform_y(&x.data()), t.transform_weight(&weight.data()));
+    let dbar = t.adjoint_products(&ybar, &wt);
+    let mut y = t.inverse_data(&dbar);
+    scratch::give(dbar);
+    if let Some(b) = bias {
+        add_bias(&mut y, &b.data(), t.g.h * t.g.w);
+    }
+    let grad = is_grad_enabled();
+    let kept_ybar = keep_if(grad && weight.requires_grad(), ybar);
+    let kept_wt = keep_if(grad && x.requires_grad(), wt);
+
+    let mut inputs = vec![x.clone(), weight.clone()];
+    inputs.extend(bias.cloned());
+    let gf = GradFn::new("conv_transpose2d", inputs, move |inp, _, grad_out| {
+        let (x, weight) = (&inp[0], &inp[1]);
+        let (mut kept_ybar, mut kept_wt) = (kept_ybar, kept_wt);
+        if x.requires_grad() || weight.requires_grad() {
+            let d = t.transform_data(grad_out);
+            if x.requires_grad() {
+                let wt = kept_wt
+                    .take()
+                    .unwrap_or_else(|| t.transform_weight(&weight.data()));
+                let m = t.forward_products(&d, &wt);
+                x.accumulate_grad_vec(t.inverse_y(&m));
+                [m, wt].into_iter().for_each(scratch::give);
+            }
+            if weight.requires_grad() {
+                let ybar = kept_ybar.take().unwrap_or_else(|| t.transform_y(&x.data()));
+                let gwt = t.weight_products(&ybar, &d);
+                weight.accumulate_grad_vec(t.inverse_weight(&gwt));
+                [gwt, ybar].into_iter().for_each(scratch::give);
+            }
+            scratch::give(d);
+        }
+        kept_ybar.into_iter().chain(kept_wt).for_each(scratch::give);
+        if let Some(b) = inp.get(2).filter(|b| b.requires_grad()) {
+            b.accumulate_grad_vec(bias_grad(grad_out, t.g.c_in, t.g.h * t.g.w));
+        }
+    });
+    Tensor::from_op(t.g.input_shape().to_vec(), y, gf)
 }
