@@ -170,6 +170,8 @@ struct Sandwich<T, const R: usize, const C: usize> {
     x: Block<T, C, C>,
     rows: Block<T, R, C>,
     out: Block<T, R, R>,
+    /// Whether [`Self::run`] takes the AVX-512 path.
+    avx512: bool,
 }
 
 impl<T: Float, const R: usize, const C: usize> Sandwich<T, R, C> {
@@ -178,11 +180,36 @@ impl<T: Float, const R: usize, const C: usize> Sandwich<T, R, C> {
             x: [[[T::ZERO; LANES]; C]; C],
             rows: [[[T::ZERO; LANES]; C]; R],
             out: [[[T::ZERO; LANES]; R]; R],
+            #[cfg(target_arch = "x86_64")]
+            avx512: crate::kernels::im2col::x86::use_avx512(),
+            #[cfg(not(target_arch = "x86_64"))]
+            avx512: false,
         }
     }
 
+    /// out = m · x · mᵀ, on 16-wide vectors where the CPU has AVX-512F.
     #[inline(always)]
     fn run(&mut self, m: &[[T; C]; R]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            // SAFETY: `avx512` is set only where the CPU has AVX-512F (`use_avx512`).
+            return unsafe { self.run_avx512(m) };
+        }
+        self.products(m)
+    }
+
+    /// [`Self::products`] compiled with AVX-512F enabled.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run_avx512(&mut self, m: &[[T; C]; R]) {
+        self.products(m)
+    }
+
+    #[inline(always)]
+    fn products(&mut self, m: &[[T; C]; R]) {
         for (r, coefs) in m.iter().enumerate() {
             for j in 0..C {
                 self.rows[r][j] = combine(coefs, |i| &self.x[i][j]);
@@ -196,26 +223,19 @@ impl<T: Float, const R: usize, const C: usize> Sandwich<T, R, C> {
     }
 }
 
-/// The first `lanes` values of `src` into `dst`, with a fixed-size copy when all lanes
-/// are used.
+/// The lane vector that starts at `buf[at]`. Every buffer's rows are padded to whole lane
+/// vectors, so that all copies have one fixed size.
 #[inline(always)]
-fn store<T: Float>(dst: &mut [T], src: &Lanes<T>, lanes: usize) {
-    match <&mut Lanes<T>>::try_from(&mut dst[..lanes]) {
-        Ok(full) => *full = *src,
-        Err(_) => dst[..lanes].copy_from_slice(&src[..lanes]),
-    }
+fn lanes_at<T>(buf: &[T], at: usize) -> &Lanes<T> {
+    buf[at..at + LANES].try_into().expect("a whole lane vector")
 }
 
-/// `lanes` values from `src` into `dst`, zeros after them.
+/// As [`lanes_at`], to write.
 #[inline(always)]
-fn load<T: Float>(dst: &mut Lanes<T>, src: &[T], lanes: usize) {
-    match <&Lanes<T>>::try_from(&src[..lanes]) {
-        Ok(full) => *dst = *full,
-        Err(_) => {
-            dst.fill(T::ZERO);
-            dst[..lanes].copy_from_slice(&src[..lanes]);
-        }
-    }
+fn lanes_at_mut<T>(buf: &mut [T], at: usize) -> &mut Lanes<T> {
+    (&mut buf[at..at + LANES])
+        .try_into()
+        .expect("a whole lane vector")
 }
 
 /// The planes of channels c0 .. c0 + lanes of an image (C × plane), interleaved: the slab
@@ -249,8 +269,9 @@ fn tap(r: usize, j: usize) -> usize {
 
 /// How a convolution's output is cut into 4 × 4 tiles, and the sizes of the transformed
 /// buffers. Data-side buffers (D) are PAIRS × rows × 4·C_in, y-side buffers (M, Ȳ) are
-/// PAIRS × rows × C_out, transformed kernels are C_out × PAIRS × 4·C_in; rows are
-/// sample-major, then tile row, then tile column.
+/// PAIRS × rows × C_out, transformed kernels are C_out × PAIRS × 4·C_in, with the channel
+/// counts rounded up to whole lane vectors; rows are sample-major, then tile row, then
+/// tile column.
 #[derive(Clone, Copy, Debug)]
 pub struct Tiling {
     /// The convolution (for a transposed convolution, the one it is the adjoint of).
@@ -259,6 +280,10 @@ pub struct Tiling {
     ow: usize,
     tiles_y: usize,
     tiles_x: usize,
+    /// C_in and C_out rounded up to whole lane vectors: the widths of the buffers, whose
+    /// extra channels hold zeros.
+    c_in_pad: usize,
+    c_out_pad: usize,
 }
 
 impl Tiling {
@@ -273,6 +298,8 @@ impl Tiling {
             ow,
             tiles_y: oh.div_ceil(TILE),
             tiles_x: ow.div_ceil(TILE),
+            c_in_pad: g.c_in.next_multiple_of(LANES),
+            c_out_pad: g.c_out.next_multiple_of(LANES),
         }
     }
 
@@ -284,9 +311,9 @@ impl Tiling {
         self.g.batch * self.tiles()
     }
 
-    /// Columns of D: the four phases' input channels side by side.
+    /// Columns of D: the four phases' (padded) input channels side by side.
     fn depth(&self) -> usize {
-        4 * self.g.c_in
+        4 * self.c_in_pad
     }
 
     /// Splits a PAIRS × rows × width buffer into each sample's rows of every plane:
@@ -335,29 +362,31 @@ impl Tiling {
         let mut d = scratch::take(PAIRS * self.rows() * k);
         let views = self.per_sample(&mut d, k);
         views.into_par_iter().enumerate().for_each(|(s, mut out)| {
-            let xs = &x[s * c_in * plane..][..c_in * plane];
-            let mut slab = vec![[T::ZERO; LANES]; plane];
-            let mut t = Sandwich::<T, PTS, PTS>::new();
-            for c0 in (0..c_in).step_by(LANES) {
-                let lanes = LANES.min(c_in - c0);
-                interleave(xs, plane, c0, lanes, &mut slab);
-                for tile in 0..self.tiles() {
-                    let at = self.window(tile);
-                    for ph in 0..4 {
-                        let (ry, rx) = (ph / 2, ph % 2);
-                        // Phase (ry, rx) reads window rows 2a + 1 − ry, columns 2b + 1 − rx.
-                        for (a, x_row) in t.x.iter_mut().enumerate() {
-                            for (b, x) in x_row.iter_mut().enumerate() {
-                                *x = match at(2 * a + 1 - ry, 2 * b + 1 - rx) {
-                                    Some(pos) => slab[pos],
-                                    None => [T::ZERO; LANES],
-                                };
+            {
+                let xs = &x[s * c_in * plane..][..c_in * plane];
+                let mut slab = vec![[T::ZERO; LANES]; plane];
+                let mut t = Sandwich::<T, PTS, PTS>::new();
+                for c0 in (0..c_in).step_by(LANES) {
+                    let lanes = LANES.min(c_in - c0);
+                    interleave(xs, plane, c0, lanes, &mut slab);
+                    for tile in 0..self.tiles() {
+                        let at = self.window(tile);
+                        for ph in 0..4 {
+                            let (ry, rx) = (ph / 2, ph % 2);
+                            // Phase (ry, rx) reads window rows 2a + 1 − ry, columns 2b + 1 − rx.
+                            for (a, x_row) in t.x.iter_mut().enumerate() {
+                                for (b, x) in x_row.iter_mut().enumerate() {
+                                    *x = match at(2 * a + 1 - ry, 2 * b + 1 - rx) {
+                                        Some(pos) => slab[pos],
+                                        None => [T::ZERO; LANES],
+                                    };
+                                }
                             }
-                        }
-                        t.run(&mats.bt);
-                        let col = tile * k + ph * c_in + c0;
-                        for (pq, dst) in out.iter_mut().enumerate() {
-                            store(&mut dst[col..], &t.out[pq / PTS][pq % PTS], lanes);
+                            t.run(&mats.bt);
+                            let col = tile * k + ph * self.c_in_pad + c0;
+                            for (pq, dst) in out.iter_mut().enumerate() {
+                                *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
+                            }
                         }
                     }
                 }
@@ -386,9 +415,9 @@ impl Tiling {
                         let row = s * self.tiles() + tile;
                         for ph in 0..4 {
                             let (ry, rx) = (ph / 2, ph % 2);
-                            let col = row * k + ph * c_in + c0;
+                            let col = row * k + ph * self.c_in_pad + c0;
                             for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
-                                load(x, &dbar[pq * rows * k + col..], lanes);
+                                *x = *lanes_at(dbar, pq * rows * k + col);
                             }
                             t.run(&mats.b);
                             for (a, patch_row) in t.out.iter().enumerate() {
@@ -410,11 +439,11 @@ impl Tiling {
     /// Ȳ = A·ȳ·Aᵀ for every 4 × 4 tile of y (N × C_out × oh × ow), zeros past its edges:
     /// the adjoint of [`Self::inverse_y`].
     pub fn transform_y<T: Float>(&self, y: &[T]) -> Vec<T> {
-        let c_out = self.g.c_out;
+        let (c_out, width) = (self.g.c_out, self.c_out_pad);
         let plane = self.oh * self.ow;
         let mats = Mats::<T>::new();
-        let mut ybar = scratch::take(PAIRS * self.rows() * c_out);
-        let views = self.per_sample(&mut ybar, c_out);
+        let mut ybar = scratch::take(PAIRS * self.rows() * width);
+        let views = self.per_sample(&mut ybar, width);
         views.into_par_iter().enumerate().for_each(|(s, mut out)| {
             let ys = &y[s * c_out * plane..][..c_out * plane];
             let mut slab = vec![[T::ZERO; LANES]; plane];
@@ -433,9 +462,9 @@ impl Tiling {
                         }
                     }
                     t.run(&mats.a);
-                    let col = tile * c_out + c0;
+                    let col = tile * width + c0;
                     for (pq, dst) in out.iter_mut().enumerate() {
-                        store(&mut dst[col..], &t.out[pq / PTS][pq % PTS], lanes);
+                        *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
                     }
                 }
             }
@@ -445,7 +474,7 @@ impl Tiling {
 
     /// y = Aᵀ·M·A for every tile, cut to N × C_out × oh × ow.
     pub fn inverse_y<T: Float>(&self, m: &[T]) -> Vec<T> {
-        let (c_out, rows) = (self.g.c_out, self.rows());
+        let (c_out, width, rows) = (self.g.c_out, self.c_out_pad, self.rows());
         let plane = self.oh * self.ow;
         let mats = Mats::<T>::new();
         let mut y = scratch::take(self.g.batch * c_out * plane);
@@ -458,9 +487,9 @@ impl Tiling {
                     let lanes = LANES.min(c_out - c0);
                     for tile in 0..self.tiles() {
                         let at = self.tile(tile);
-                        let col = (s * self.tiles() + tile) * c_out + c0;
+                        let col = (s * self.tiles() + tile) * width + c0;
                         for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
-                            load(x, &m[pq * rows * c_out + col..], lanes);
+                            *x = *lanes_at(m, pq * rows * width + col);
                         }
                         t.run(&mats.at);
                         for (u, t_row) in t.out.iter().enumerate() {
@@ -482,10 +511,14 @@ impl Tiling {
     pub fn transform_weight<T: Float>(&self, w: &[T]) -> Vec<T> {
         let (c_in, k) = (self.g.c_in, self.depth());
         let mats = Mats::<T>::new();
-        let mut wt = scratch::take(self.g.c_out * PAIRS * k);
+        let mut wt = scratch::take(self.c_out_pad * PAIRS * k);
         wt.par_chunks_mut(PAIRS * k)
             .enumerate()
             .for_each(|(co, out)| {
+                if co >= self.g.c_out {
+                    out.fill(T::ZERO);
+                    return;
+                }
                 let wc = &w[co * c_in * 16..][..c_in * 16];
                 let mut t = Sandwich::<T, PTS, 2>::new();
                 for c0 in (0..c_in).step_by(LANES) {
@@ -495,18 +528,18 @@ impl Tiling {
                         for (j, h_row) in t.x.iter_mut().enumerate() {
                             for (l, h) in h_row.iter_mut().enumerate() {
                                 let t = tap(ry, j) * 4 + tap(rx, l);
-                                for (lane, h) in h[..lanes].iter_mut().enumerate() {
-                                    *h = wc[(c0 + lane) * 16 + t];
+                                for (lane, h) in h.iter_mut().enumerate() {
+                                    *h = match lane < lanes {
+                                        true => wc[(c0 + lane) * 16 + t],
+                                        false => T::ZERO,
+                                    };
                                 }
                             }
                         }
                         t.run(&mats.g);
+                        let col = ph * self.c_in_pad + c0;
                         for (pq, dst) in out.chunks_exact_mut(k).enumerate() {
-                            store(
-                                &mut dst[ph * c_in + c0..],
-                                &t.out[pq / PTS][pq % PTS],
-                                lanes,
-                            );
+                            *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
                         }
                     }
                 }
@@ -518,6 +551,7 @@ impl Tiling {
     /// gradient of the transformed kernels, laid out PAIRS × C_out × 4·C_in.
     pub fn inverse_weight<T: Float>(&self, gwt: &[T]) -> Vec<T> {
         let (c_in, c_out, k) = (self.g.c_in, self.g.c_out, self.depth());
+        let width = self.c_out_pad;
         let mats = Mats::<T>::new();
         let mut gw = scratch::take(c_out * c_in * 16);
         gw.par_chunks_mut(c_in * 16)
@@ -528,9 +562,9 @@ impl Tiling {
                     let lanes = LANES.min(c_in - c0);
                     for ph in 0..4 {
                         let (ry, rx) = (ph / 2, ph % 2);
-                        let col = co * k + ph * c_in + c0;
+                        let col = co * k + ph * self.c_in_pad + c0;
                         for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
-                            load(x, &gwt[pq * c_out * k + col..], lanes);
+                            *x = *lanes_at(gwt, pq * width * k + col);
                         }
                         t.run(&mats.gt);
                         for (j, h_row) in t.out.iter().enumerate() {
@@ -553,7 +587,7 @@ impl Tiling {
         MatRef {
             data: &wt[pq * k..],
             rows: k,
-            cols: self.g.c_out,
+            cols: self.c_out_pad,
             rs: 1,
             cs: PAIRS * k,
         }
@@ -561,7 +595,7 @@ impl Tiling {
 
     /// M[pq] = D[pq] · W[pq]: the convolution's products, PAIRS × rows × C_out.
     pub fn forward_products<T: Float + GemmScalar>(&self, d: &[T], wt: &[T]) -> Vec<T> {
-        let (rows, k, c_out) = (self.rows(), self.depth(), self.g.c_out);
+        let (rows, k, c_out) = (self.rows(), self.depth(), self.c_out_pad);
         let mut m = scratch::take(PAIRS * rows * c_out);
         for (pq, (m, d)) in m
             .chunks_exact_mut(rows * c_out)
@@ -576,7 +610,7 @@ impl Tiling {
 
     /// D̄[pq] = Ȳ[pq] · W[pq]ᵀ: the adjoint's products, PAIRS × rows × 4·C_in.
     pub fn adjoint_products<T: Float + GemmScalar>(&self, ybar: &[T], wt: &[T]) -> Vec<T> {
-        let (rows, k, c_out) = (self.rows(), self.depth(), self.g.c_out);
+        let (rows, k, c_out) = (self.rows(), self.depth(), self.c_out_pad);
         let mut dbar = scratch::take(PAIRS * rows * k);
         for (pq, (dbar, ybar)) in dbar
             .chunks_exact_mut(rows * k)
@@ -592,7 +626,7 @@ impl Tiling {
     /// ∂L/∂W[pq] = Ȳ[pq]ᵀ · D[pq], summed over every tile of the batch: PAIRS × C_out ×
     /// 4·C_in.
     pub fn weight_products<T: Float + GemmScalar>(&self, ybar: &[T], d: &[T]) -> Vec<T> {
-        let (rows, k, c_out) = (self.rows(), self.depth(), self.g.c_out);
+        let (rows, k, c_out) = (self.rows(), self.depth(), self.c_out_pad);
         let mut gwt = scratch::take(PAIRS * c_out * k);
         for ((gwt, ybar), d) in gwt
             .chunks_exact_mut(c_out * k)
@@ -809,6 +843,33 @@ mod tests {
             })
         };
         assert!(run(1) == run(3), "1 and 3 threads differ");
+    }
+
+    /// The transforms' one SIMD path, AVX-512, gives the bits of the baseline path, which
+    /// runs here too.
+    #[test]
+    fn transform_products_agree_on_both_instruction_sets() {
+        let vals = values(PTS * PTS * LANES, 8);
+        let mut t = Sandwich::<f32, PTS, PTS>::new();
+        for (x, v) in
+            t.x.as_flattened_mut()
+                .iter_mut()
+                .zip(vals.chunks_exact(LANES))
+        {
+            *x = std::array::from_fn(|l| v[l] as f32);
+        }
+        let mats = Mats::<f32>::new();
+        t.avx512 = false;
+        t.run(&mats.bt);
+        let baseline = t.out;
+        assert!(baseline.as_flattened().iter().flatten().any(|&v| v != 0.0));
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::im2col::x86::use_avx512() {
+            t.out = [[[0.0; LANES]; PTS]; PTS];
+            t.avx512 = true;
+            t.run(&mats.bt);
+            assert_eq!(t.out, baseline);
+        }
     }
 
     #[test]
