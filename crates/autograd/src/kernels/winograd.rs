@@ -58,7 +58,7 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use crate::element::Float;
-use crate::kernels::gemm::{gemm, GemmScalar, MatRef};
+use crate::kernels::gemm::{GemmScalar, MatRef};
 use crate::kernels::im2col::Conv2dGeometry;
 use crate::kernels::scratch;
 
@@ -597,14 +597,13 @@ impl Tiling {
     pub fn forward_products<T: Float + GemmScalar>(&self, d: &[T], wt: &[T]) -> Vec<T> {
         let (rows, k, c_out) = (self.rows(), self.depth(), self.c_out_pad);
         let mut m = scratch::take(PAIRS * rows * c_out);
-        for (pq, (m, d)) in m
-            .chunks_exact_mut(rows * c_out)
-            .zip(d.chunks_exact(rows * k))
+        m.par_chunks_exact_mut(rows * c_out)
+            .zip(d.par_chunks_exact(rows * k))
             .enumerate()
-        {
-            let a = MatRef::row_major(d, rows, k);
-            gemm(T::ONE, a, self.weight_plane(wt, pq), T::ZERO, m);
-        }
+            .for_each(|(pq, (m, d))| {
+                let a = MatRef::row_major(d, rows, k);
+                T::gemm_serial(T::ONE, a, self.weight_plane(wt, pq), T::ZERO, m, c_out);
+            });
         m
     }
 
@@ -612,14 +611,14 @@ impl Tiling {
     pub fn adjoint_products<T: Float + GemmScalar>(&self, ybar: &[T], wt: &[T]) -> Vec<T> {
         let (rows, k, c_out) = (self.rows(), self.depth(), self.c_out_pad);
         let mut dbar = scratch::take(PAIRS * rows * k);
-        for (pq, (dbar, ybar)) in dbar
-            .chunks_exact_mut(rows * k)
-            .zip(ybar.chunks_exact(rows * c_out))
+        dbar.par_chunks_exact_mut(rows * k)
+            .zip(ybar.par_chunks_exact(rows * c_out))
             .enumerate()
-        {
-            let a = MatRef::row_major(ybar, rows, c_out);
-            gemm(T::ONE, a, self.weight_plane(wt, pq).t(), T::ZERO, dbar);
-        }
+            .for_each(|(pq, (dbar, ybar))| {
+                let a = MatRef::row_major(ybar, rows, c_out);
+                let b = self.weight_plane(wt, pq).t();
+                T::gemm_serial(T::ONE, a, b, T::ZERO, dbar, k);
+            });
         dbar
     }
 
@@ -628,14 +627,14 @@ impl Tiling {
     pub fn weight_products<T: Float + GemmScalar>(&self, ybar: &[T], d: &[T]) -> Vec<T> {
         let (rows, k, c_out) = (self.rows(), self.depth(), self.c_out_pad);
         let mut gwt = scratch::take(PAIRS * c_out * k);
-        for ((gwt, ybar), d) in gwt
-            .chunks_exact_mut(c_out * k)
-            .zip(ybar.chunks_exact(rows * c_out))
-            .zip(d.chunks_exact(rows * k))
-        {
-            let a = MatRef::row_major(ybar, rows, c_out).t();
-            gemm(T::ONE, a, MatRef::row_major(d, rows, k), T::ZERO, gwt);
-        }
+        gwt.par_chunks_exact_mut(c_out * k)
+            .zip(ybar.par_chunks_exact(rows * c_out))
+            .zip(d.par_chunks_exact(rows * k))
+            .for_each(|((gwt, ybar), d)| {
+                let a = MatRef::row_major(ybar, rows, c_out).t();
+                let b = MatRef::row_major(d, rows, k);
+                T::gemm_serial(T::ONE, a, b, T::ZERO, gwt, k);
+            });
         gwt
     }
 
