@@ -25,6 +25,11 @@
 //! (C × N·oh·ow) around the product. One large product keeps the GEMM's tiles full and its
 //! threads busy even where a single sample's is a matrix-vector product (a 1 × 1 input) or
 //! a 7 × 7 output, at the price of columns for the whole batch (tens of MB at most here).
+//!
+//! Convolutions with 4 × 4 kernels, stride 2, padding 1 and at least 16 channels on both
+//! sides (the large ones of DCGAN) take [`crate::kernels::winograd`] instead: the same
+//! three products with about half the multiplications ([`conv2d_winograd`],
+//! [`conv_transpose2d_winograd`]).
 
 use rayon::prelude::*;
 
