@@ -4,7 +4,8 @@
 //! # Phases
 //!
 //! A stride-2 convolution with a 4 × 4 kernel splits into four stride-1 convolutions with
-//! 2 × 2 kernels, one per phase (ry, rx) ∈ {0, 1}² of the input: x_r[i][j] = x[2i + ry][2j + rx].
+//! 2 × 2 kernels, one per phase (ry, rx) ∈ {0, 1}² of the input,
+//! `x_r[i][j] = x[2i + ry][2j + rx]`.
 //! Along one axis, with padding 1,
 //!
 //! ```text
@@ -16,7 +17,7 @@
 //!
 //! # The minimal filter F(4, 2)
 //!
-//! Four outputs of a 2-tap correlation, out[u] = Σ_j d[u + j]·h[j], need 8 multiplications
+//! Four outputs of a 2-tap correlation, `out[u] = Σ_j d[u + j]·h[j]`, need 8 multiplications
 //! directly but only 5 through the polynomial identity behind Winograd's algorithm:
 //!
 //! ```text
@@ -45,7 +46,7 @@
 //! the transposed convolution) runs the same steps transposed and in reverse: y-side tiles
 //! go through A·ȳ·Aᵀ, the GEMMs take Wᵀ, and the data-side tiles come back through B·D̄·Bᵀ,
 //! added where the tiles' 10 × 10 input windows overlap. The weight gradient is
-//! ∂L/∂W[pq] = Ȳ[pq]ᵀ · D[pq], brought back to the 2 × 2 taps of each phase by Gᵀ·∂W·G.
+//! `∂L/∂W[pq] = Ȳ[pq]ᵀ · D[pq]`, brought back to the 2 × 2 taps of each phase by Gᵀ·∂W·G.
 //!
 //! # Where it applies
 //!
@@ -593,7 +594,7 @@ impl Tiling {
         }
     }
 
-    /// M[pq] = D[pq] · W[pq]: the convolution's products, PAIRS × rows × C_out.
+    /// `M[pq] = D[pq] · W[pq]`: the convolution's products, PAIRS × rows × C_out.
     pub fn forward_products<T: Float + GemmScalar>(&self, d: &[T], wt: &[T]) -> Vec<T> {
         let (rows, k, c_out) = (self.rows(), self.depth(), self.c_out_pad);
         let mut m = scratch::take(PAIRS * rows * c_out);
@@ -607,7 +608,7 @@ impl Tiling {
         m
     }
 
-    /// D̄[pq] = Ȳ[pq] · W[pq]ᵀ: the adjoint's products, PAIRS × rows × 4·C_in.
+    /// `D̄[pq] = Ȳ[pq] · W[pq]ᵀ`: the adjoint's products, PAIRS × rows × 4·C_in.
     pub fn adjoint_products<T: Float + GemmScalar>(&self, ybar: &[T], wt: &[T]) -> Vec<T> {
         let (rows, k, c_out) = (self.rows(), self.depth(), self.c_out_pad);
         let mut dbar = scratch::take(PAIRS * rows * k);
@@ -622,7 +623,7 @@ impl Tiling {
         dbar
     }
 
-    /// ∂L/∂W[pq] = Ȳ[pq]ᵀ · D[pq], summed over every tile of the batch: PAIRS × C_out ×
+    /// `∂L/∂W[pq] = Ȳ[pq]ᵀ · D[pq]`, summed over every tile of the batch: PAIRS × C_out ×
     /// 4·C_in.
     pub fn weight_products<T: Float + GemmScalar>(&self, ybar: &[T], d: &[T]) -> Vec<T> {
         let (rows, k, c_out) = (self.rows(), self.depth(), self.c_out_pad);
