@@ -21,7 +21,7 @@
 
 use std::arch::x86_64::*;
 
-use super::packed::{pack_panel, pack_panels, tile_part, MicroKernel};
+use super::packed::{pack_panel, pack_panels, tile_part, Ahead, MicroKernel};
 
 /// Rows of the micro-tile.
 const MR: usize = 4;
@@ -59,11 +59,11 @@ impl MicroKernel for Avx2 {
         a: *const f32,
         b: *const f32,
         beta: f32,
-        c: *mut f32,
-        rsc: usize,
+        (c, rsc): (*mut f32, usize),
+        ahead: Option<Ahead>,
     ) {
         let no_copy = std::ptr::null_mut();
-        tile_4x16::<false>(k, a, (b, NV * 8), no_copy, c, rsc, (alpha, beta))
+        tile_4x16::<false>(k, a, (b, NV * 8), no_copy, (c, rsc), (alpha, beta), ahead)
     }
 
     unsafe fn tile_packing_b(
@@ -75,7 +75,7 @@ impl MicroKernel for Avx2 {
         rsc: usize,
         scalars: (f32, f32),
     ) {
-        tile_4x16::<true>(k, a, b, b_copy, c, rsc, scalars)
+        tile_4x16::<true>(k, a, b, b_copy, (c, rsc), scalars, None)
     }
 
     unsafe fn tile_part(

@@ -17,7 +17,7 @@
 use std::arch::x86_64::*;
 
 use super::kernel_avx2::pack_panel_avx2;
-use super::packed::{pack_panels, tile_part, MicroKernel};
+use super::packed::{pack_panels, tile_part, Ahead, MicroKernel};
 
 /// Rows of the micro-tile.
 const MR: usize = 8;
@@ -55,11 +55,11 @@ impl MicroKernel for Avx512 {
         a: *const f32,
         b: *const f32,
         beta: f32,
-        c: *mut f32,
-        rsc: usize,
+        (c, rsc): (*mut f32, usize),
+        ahead: Option<Ahead>,
     ) {
         let no_copy = std::ptr::null_mut();
-        tile_8x32::<false>(k, a, (b, NV * 16), no_copy, c, rsc, (alpha, beta))
+        tile_8x32::<false>(k, a, (b, NV * 16), no_copy, (c, rsc), (alpha, beta), ahead)
     }
 
     // Packing is memory-bound; the AVX2 transposes serve here too.
@@ -72,7 +72,7 @@ impl MicroKernel for Avx512 {
         rsc: usize,
         scalars: (f32, f32),
     ) {
-        tile_8x32::<true>(k, a, b, b_copy, c, rsc, scalars)
+        tile_8x32::<true>(k, a, b, b_copy, (c, rsc), scalars, None)
     }
 
     unsafe fn tile_part(

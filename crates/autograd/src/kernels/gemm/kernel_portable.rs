@@ -4,7 +4,7 @@
 //! The loops have constant trip counts, so the compiler unrolls them and vectorises the
 //! NR columns for the baseline instruction set (SSE2 on x86-64, NEON on aarch64).
 
-use super::packed::{pack_panel, pack_panels, tile_part, update, MicroKernel};
+use super::packed::{pack_panel, pack_panels, tile_part, update, Ahead, MicroKernel};
 
 /// The portable kernel.
 pub(super) struct Portable;
@@ -25,8 +25,8 @@ impl MicroKernel for Portable {
         a: *const f32,
         b: *const f32,
         beta: f32,
-        c: *mut f32,
-        rsc: usize,
+        (c, rsc): (*mut f32, usize),
+        _ahead: Option<Ahead>,
     ) {
         // SAFETY: the caller guarantees `a` holds MR·k and `b` k·NR readable f32.
         let (a, b) = unsafe {

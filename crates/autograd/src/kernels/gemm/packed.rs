@@ -100,22 +100,23 @@ pub(super) trait MicroKernel {
     const NC: usize;
 
     /// C ← α·Ã·B̃ + β·C on one MR × NR tile, where Ã is an MR-row panel and B̃ an NR-column
-    /// panel of depth k. β = 0 writes C without reading it.
+    /// panel of depth k. β = 0 writes C without reading it. With `ahead`, depth step p asks
+    /// for lines 2p and 2p + 1 of the region it names (a hint, which kernels may ignore).
     ///
     /// # Safety
     /// - the CPU supports the kernel's instruction set;
     /// - `a` points to `MR·k` readable f32 (`a[p·MR + i]` = Ã(i, p));
     /// - `b` points to `k·NR` readable f32 (`b[p·NR + j]` = B̃(p, j));
-    /// - `c + i·rsc + j` is writable for i < MR, j < NR (and readable when β ≠ 0), and no
-    ///   other thread touches those elements during the call.
+    /// - with `c` = (c, rsc): `c + i·rsc + j` is writable for i < MR, j < NR (and readable
+    ///   when β ≠ 0), and no other thread touches those elements during the call.
     unsafe fn tile(
         k: usize,
         alpha: f32,
         a: *const f32,
         b: *const f32,
         beta: f32,
-        c: *mut f32,
-        rsc: usize,
+        c: (*mut f32, usize),
+        ahead: Option<Ahead>,
     );
 
     /// [`MicroKernel::tile`] with B̃'s panel read from row-major B itself (row p at
@@ -139,7 +140,7 @@ pub(super) trait MicroKernel {
         for p in 0..k {
             std::ptr::copy_nonoverlapping(src.add(p * ldb), b_copy.add(p * Self::NR), Self::NR);
         }
-        Self::tile(k, alpha, a, b_copy, beta, c, rsc)
+        Self::tile(k, alpha, a, b_copy, beta, (c, rsc), None)
     }
 
     /// C ← α·Ã·B̃ + β·C on the top-left `mr × nr` of a tile, for C with any strides:
@@ -309,6 +310,63 @@ pub(super) fn update(beta: f32, old: f32, t: f32) -> f32 {
     }
 }
 
+/// A region of memory that a tile asks the caches for while it computes, so that the next
+/// panel's source is near when its turn comes: `lines` lines of 16 floats, `per_row` of
+/// them in each row, the rows `stride` floats apart from `base`.
+///
+/// The first tile of a panel of row-major B reads each row of B from memory at its own
+/// depth step, one page per row, which the hardware prefetcher does not follow across
+/// pages. W1's weights arrive cold (Adam has streamed every parameter and both moments
+/// since their last use), and a thin product (32 rows of C) spends little time per panel,
+/// so without this the first tile of every panel waits on memory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Ahead {
+    base: *const f32,
+    stride: usize,
+    per_row: usize,
+    lines: usize,
+}
+
+impl Ahead {
+    /// The lines of `rows` rows of `len` floats each, from `base`, `stride` floats apart.
+    pub(super) fn rows(base: *const f32, stride: usize, rows: usize, len: usize) -> Self {
+        let per_row = len.div_ceil(16).max(1);
+        Ahead {
+            base,
+            stride,
+            per_row,
+            lines: rows * per_row,
+        }
+    }
+
+    /// Asks L2 for line `q` of the region (nothing past its end).
+    #[inline(always)]
+    pub(super) fn prefetch(&self, q: usize) {
+        if q >= self.lines {
+            return;
+        }
+        let offset = (q / self.per_row) * self.stride + (q % self.per_row) * 16;
+        // The address is only formed, never dereferenced: wrapping arithmetic, no bounds.
+        let _addr = self.base.wrapping_add(offset);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint: it never faults, whatever the address, and SSE
+        // (which has it) is part of every x86-64 CPU.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+            _mm_prefetch::<_MM_HINT_T1>(_addr.cast());
+        }
+    }
+
+    /// Asks L2 for every line of the region at once.
+    pub(super) fn prefetch_all(&self) {
+        (0..self.lines).for_each(|q| self.prefetch(q));
+    }
+}
+
+/// The depth up to which a tile asks for the C tile two below its own before it starts
+/// (see [`panel_tiles`]): weight gradients, whose depth is the batch.
+const C_AHEAD_DEPTH: usize = 64;
+
 /// Largest MR·NR of any kernel: the edge-tile buffer.
 const MAX_TILE: usize = 512;
 
@@ -334,7 +392,7 @@ pub(super) unsafe fn tile_part<K: MicroKernel>(
 ) {
     const { assert!(K::MR * K::NR <= MAX_TILE) };
     let mut buf = TileBuf([0.0; MAX_TILE]);
-    K::tile(k, alpha, a, b, 0.0, buf.0.as_mut_ptr(), K::NR);
+    K::tile(k, alpha, a, b, 0.0, (buf.0.as_mut_ptr(), K::NR), None);
     for i in 0..mr {
         for j in 0..nr {
             let cij = c.add(i * rsc + j * csc);
@@ -542,8 +600,14 @@ unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Ran
                             }
                             PackB::FirstTile => {}
                         }
+                        // While this panel computes, fetch the source of the next one, which
+                        // the first block of rows packs straight from B.
+                        let ahead = (mode != PackB::Block && ic == rows.start)
+                            .then(|| next_source::<K>(b, (jc, nc, jr), (pc, s.k), cols.end))
+                            .flatten();
                         let (a_rows, c_cols) = ((ic, mc), (jc + jr, nr));
-                        panel_tiles::<K>(s, (a_pc, a_rows), (panel, fuse), c_cols, (kc, beta));
+                        let panel = (panel, fuse, ahead);
+                        panel_tiles::<K>(s, (a_pc, a_rows), panel, c_cols, (kc, beta));
                     }
                 }
             }
@@ -551,15 +615,46 @@ unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Ran
     });
 }
 
+/// The region of B that the panel after (`jc + jr`, `pc`) is packed from, in the order of
+/// the loops of [`run_block`] within one block whose columns end at `cols_end`: the next
+/// panel of the depth block, else the first of the next depth block, else of the next
+/// column block; `None` after the last.
+fn next_source<K: MicroKernel>(
+    b: &RawMat,
+    (jc, nc, jr): (usize, usize, usize),
+    (pc, k): (usize, usize),
+    cols_end: usize,
+) -> Option<Ahead> {
+    let (pc, col, nc) = if jr + K::NR < nc {
+        (pc, jc + jr + K::NR, nc - jr - K::NR)
+    } else if pc + K::KC < k {
+        (pc + K::KC, jc, nc)
+    } else if jc + K::NC < cols_end {
+        (0, jc + K::NC, cols_end - jc - K::NC)
+    } else {
+        return None;
+    };
+    let (kc, nr) = (K::KC.min(k - pc), K::NR.min(nc));
+    // SAFETY: (pc, col) lies inside B (pc < k, col < cols_end ≤ B's columns), whose view is
+    // valid for the whole product.
+    let src = unsafe { b.at(pc, col) };
+    Some(if b.cs == 1 {
+        Ahead::rows(src, b.rs, kc, nr)
+    } else {
+        Ahead::rows(src, b.cs, nr, kc)
+    })
+}
+
 /// Loop 5: the tiles of rows `ic..ic + mc` against one B̃ panel (of columns `j0..j0 + nr`
-/// of C). With `fuse` = (B's panel, its row stride), the first tile packs the panel.
+/// of C). With `fuse` = (B's panel, its row stride), the first tile packs the panel; with
+/// `ahead`, the first tile that does not pack fetches the next panel's source.
 ///
 /// # Safety
 /// As [`run_block`]; `panel` holds the packed panel (or room for it, with `fuse`).
 unsafe fn panel_tiles<K: MicroKernel>(
     s: &Shared,
     (a_pc, (ic, mc)): (*const f32, (usize, usize)),
-    (panel, mut fuse): (*mut f32, Option<(*const f32, usize)>),
+    (panel, mut fuse, mut ahead): (*mut f32, Option<(*const f32, usize)>, Option<Ahead>),
     (j0, nr): (usize, usize),
     (kc, beta): (usize, f32),
 ) {
@@ -567,11 +662,23 @@ unsafe fn panel_tiles<K: MicroKernel>(
         let mr = K::MR.min(ic + mc - ir);
         let a = a_pc.add(ir / K::MR * panel_len(K::MR, kc));
         let c = s.c.add(ir * s.rsc + j0 * s.csc);
+        if kc <= C_AHEAD_DEPTH && s.csc == 1 {
+            // A shallow tile is over before a cold line of C could arrive: ask for the
+            // tile two below (or at the top of the next panel) now.
+            let below = ir + 2 * K::MR;
+            let (row, col) = if below < ic + mc {
+                (below, j0)
+            } else {
+                (ic + (below - ic - mc), j0 + K::NR)
+            };
+            let target = s.c.wrapping_add(row * s.rsc + col);
+            Ahead::rows(target, s.rsc, K::MR, K::NR).prefetch_all();
+        }
         let scalars = (s.alpha, beta);
         if mr == K::MR && nr == K::NR && s.csc == 1 {
             match fuse.take() {
                 Some(src) => K::tile_packing_b(kc, a, src, panel, c, s.rsc, scalars),
-                None => K::tile(kc, s.alpha, a, panel, beta, c, s.rsc),
+                None => K::tile(kc, s.alpha, a, panel, beta, (c, s.rsc), ahead.take()),
             }
         } else {
             let strides = (s.rsc, s.csc);
@@ -637,5 +744,56 @@ impl Blocks {
             r0..(r0 + self.mb).min(self.m),
             c0..(c0 + self.nb).min(self.n),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::gemm::kernel_portable::Portable;
+    use crate::kernels::gemm::MatRef;
+
+    /// For every panel of a block, in the order of `run_block`'s loops, `next_source` names
+    /// the source of the panel that follows it (and nothing after the last), for row-major
+    /// and transposed B, across several depth and column blocks and ragged edges.
+    #[test]
+    fn next_source_follows_the_loop_order() {
+        type K = Portable;
+        let (k, n) = (2 * K::KC + 7, 2 * K::NC + 3 * K::NR + 5);
+        let data = vec![0.0f32; k * n];
+        let layouts = [
+            RawMat::from(MatRef::row_major(&data, k, n)),
+            RawMat::from(MatRef::row_major(&data, n, k).t()),
+        ];
+        for b in layouts {
+            for cols in [0..n, K::NR..n - 1, 3..4] {
+                let mut panels = Vec::new();
+                for jc in cols.clone().step_by(K::NC) {
+                    let nc = K::NC.min(cols.end - jc);
+                    for pc in (0..k).step_by(K::KC) {
+                        for jr in (0..nc).step_by(K::NR) {
+                            panels.push((jc, nc, jr, pc));
+                        }
+                    }
+                }
+                for (i, &(jc, nc, jr, pc)) in panels.iter().enumerate() {
+                    let got = next_source::<K>(&b, (jc, nc, jr), (pc, k), cols.end);
+                    let want = panels.get(i + 1).map(|&(jc, nc, jr, pc)| {
+                        let (kc, nr) = (K::KC.min(k - pc), K::NR.min(nc - jr));
+                        // SAFETY: (pc, jc + jr) lies inside B.
+                        let src = unsafe { b.at(pc, jc + jr) };
+                        if b.cs == 1 {
+                            Ahead::rows(src, b.rs, kc, nr)
+                        } else {
+                            Ahead::rows(src, b.cs, nr, kc)
+                        }
+                    });
+                    assert_eq!(
+                        got, want,
+                        "cols {cols:?}, panel {i} (jc {jc}, jr {jr}, pc {pc})"
+                    );
+                }
+            }
+        }
     }
 }

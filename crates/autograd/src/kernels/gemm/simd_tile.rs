@@ -15,10 +15,12 @@
 //! MR·NV accumulators stay in registers for the whole depth; C is read and written once,
 //! at the end: C ← α·acc + β·C, as one multiply and one fused multiply-add per vector.
 
-/// Defines `unsafe fn $name::<COPY_B>(k, a, (b, ldb), b_copy, c, rsc, (α, β))`, the
+/// Defines `unsafe fn $name::<COPY_B>(k, a, (b, ldb), b_copy, (c, rsc), (α, β), ahead)`, the
 /// MR × NV·W micro-kernel compiled for target features `$feat`. B̃'s row p is read at
 /// `b + p·ldb`; with `COPY_B` each row is also stored to `b_copy + p·NR` as it is used,
-/// which packs a panel of row-major B during the tile that first needs it.
+/// which packs a panel of row-major B during the tile that first needs it. With `ahead`,
+/// step p also asks L2 for lines 2p and 2p + 1 of the [`Ahead`](super::packed::Ahead)
+/// region: the source of the next panel, fetched while this one computes.
 macro_rules! simd_tile {
     (
         $(#[$doc:meta])*
@@ -46,9 +48,9 @@ macro_rules! simd_tile {
             a: *const f32,
             (b, ldb): (*const f32, usize),
             b_copy: *mut f32,
-            c: *mut f32,
-            rsc: usize,
+            (c, rsc): (*mut f32, usize),
             (alpha, beta): (f32, f32),
+            ahead: Option<super::packed::Ahead>,
         ) {
             const ROWS: usize = $mr;
             const VECS: usize = $nv;
@@ -71,6 +73,10 @@ macro_rules! simd_tile {
                     let ahead = b_p.wrapping_add(PREFETCH * ldb);
                     _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
                     _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(VECS * LANES - 1).cast());
+                }
+                if let Some(ahead) = ahead {
+                    ahead.prefetch(2 * p);
+                    ahead.prefetch(2 * p + 1);
                 }
                 let mut b_v = [$zero(); VECS];
                 for v in 0..VECS {
