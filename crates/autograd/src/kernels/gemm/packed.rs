@@ -100,8 +100,8 @@ pub(super) trait MicroKernel {
     const NC: usize;
 
     /// C ← α·Ã·B̃ + β·C on one MR × NR tile, where Ã is an MR-row panel and B̃ an NR-column
-    /// panel of depth k. β = 0 writes C without reading it. With `ahead`, depth step p asks
-    /// for lines 2p and 2p + 1 of the region it names (a hint, which kernels may ignore).
+    /// panel of depth k. β = 0 writes C without reading it. With `ahead`, each depth step
+    /// asks for the next two lines of the region it names (a hint, which kernels may ignore).
     ///
     /// # Safety
     /// - the CPU supports the kernel's instruction set;
@@ -339,27 +339,67 @@ impl Ahead {
         }
     }
 
-    /// Asks L2 for line `q` of the region (nothing past its end).
-    #[inline(always)]
-    pub(super) fn prefetch(&self, q: usize) {
-        if q >= self.lines {
-            return;
+    /// A cursor at the region's first line.
+    pub(super) fn cursor(self) -> AheadCursor {
+        AheadCursor {
+            row: self.base,
+            col: 0,
+            left: self.lines,
+            region: self,
         }
-        let offset = (q / self.per_row) * self.stride + (q % self.per_row) * 16;
-        // The address is only formed, never dereferenced: wrapping arithmetic, no bounds.
-        let _addr = self.base.wrapping_add(offset);
+    }
+
+    /// Asks L2 for every line of the region at once.
+    pub(super) fn prefetch_all(self) {
+        let mut cursor = self.cursor();
+        while cursor.left > 0 {
+            cursor.prefetch_next();
+        }
+    }
+}
+
+/// A walk through the lines of an [`Ahead`] region, row by row.
+pub(super) struct AheadCursor {
+    region: Ahead,
+    /// Start of the current row.
+    row: *const f32,
+    /// Line within the current row.
+    col: usize,
+    /// Lines not yet asked for.
+    left: usize,
+}
+
+impl AheadCursor {
+    /// The next line's address, or `None` at the end. The address is only formed, never
+    /// dereferenced: wrapping arithmetic, no bounds.
+    #[inline(always)]
+    fn next_line(&mut self) -> Option<*const f32> {
+        if self.left == 0 {
+            return None;
+        }
+        let line = self.row.wrapping_add(self.col * 16);
+        self.left -= 1;
+        self.col += 1;
+        if self.col == self.region.per_row {
+            self.col = 0;
+            self.row = self.row.wrapping_add(self.region.stride);
+        }
+        Some(line)
+    }
+
+    /// Asks L2 for the next line of the region, if any is left.
+    #[inline(always)]
+    pub(super) fn prefetch_next(&mut self) {
+        let Some(_line) = self.next_line() else {
+            return;
+        };
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a prefetch is a hint: it never faults, whatever the address, and SSE
         // (which has it) is part of every x86-64 CPU.
         unsafe {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-            _mm_prefetch::<_MM_HINT_T1>(_addr.cast());
+            _mm_prefetch::<_MM_HINT_T1>(_line.cast());
         }
-    }
-
-    /// Asks L2 for every line of the region at once.
-    pub(super) fn prefetch_all(&self) {
-        (0..self.lines).for_each(|q| self.prefetch(q));
     }
 }
 
@@ -752,6 +792,19 @@ mod tests {
     use super::*;
     use crate::kernels::gemm::kernel_portable::Portable;
     use crate::kernels::gemm::MatRef;
+
+    /// A cursor walks the region row by row, a line (16 floats) at a time, and stops after
+    /// the last line: here 3 rows of 40 floats (3 lines each), 100 floats apart.
+    #[test]
+    fn ahead_cursor_visits_each_line_once() {
+        let data = vec![0.0f32; 400];
+        let base = data.as_ptr();
+        let mut cursor = Ahead::rows(base, 100, 3, 40).cursor();
+        let offsets: Vec<usize> = std::iter::from_fn(|| cursor.next_line())
+            .map(|p| (p as usize - base as usize) / 4)
+            .collect();
+        assert_eq!(offsets, [0, 16, 32, 100, 116, 132, 200, 216, 232]);
+    }
 
     /// For every panel of a block, in the order of `run_block`'s loops, `next_source` names
     /// the source of the panel that follows it (and nothing after the last), for row-major

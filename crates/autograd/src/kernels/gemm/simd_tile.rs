@@ -19,8 +19,9 @@
 /// MR × NV·W micro-kernel compiled for target features `$feat`. B̃'s row p is read at
 /// `b + p·ldb`; with `COPY_B` each row is also stored to `b_copy + p·NR` as it is used,
 /// which packs a panel of row-major B during the tile that first needs it. With `ahead`,
-/// step p also asks L2 for lines 2p and 2p + 1 of the [`Ahead`](super::packed::Ahead)
-/// region: the source of the next panel, fetched while this one computes.
+/// each depth step also asks L2 for the next two lines of the
+/// [`Ahead`](super::packed::Ahead) region: the source of the next panel, fetched while this
+/// one computes.
 macro_rules! simd_tile {
     (
         $(#[$doc:meta])*
@@ -64,6 +65,7 @@ macro_rules! simd_tile {
             }
             // The depth loop: VECS loads and ROWS broadcasts feed ROWS·VECS independent FMAs.
             let mut acc = [[$zero(); VECS]; ROWS];
+            let mut ahead = ahead.map(super::packed::Ahead::cursor);
             for p in 0..k {
                 let (a_p, b_p) = (a.add(p * ROWS), b.add(p * ldb));
                 if COPY_B {
@@ -74,9 +76,9 @@ macro_rules! simd_tile {
                     _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
                     _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(VECS * LANES - 1).cast());
                 }
-                if let Some(ahead) = ahead {
-                    ahead.prefetch(2 * p);
-                    ahead.prefetch(2 * p + 1);
+                if let Some(ahead) = &mut ahead {
+                    ahead.prefetch_next();
+                    ahead.prefetch_next();
                 }
                 let mut b_v = [$zero(); VECS];
                 for v in 0..VECS {
