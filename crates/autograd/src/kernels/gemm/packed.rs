@@ -658,7 +658,9 @@ unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Ran
 /// The region of B that the panel after (`jc + jr`, `pc`) is packed from, in the order of
 /// the loops of [`run_block`] within one block whose columns end at `cols_end`: the next
 /// panel of the depth block, else the first of the next depth block, else of the next
-/// column block; `None` after the last.
+/// column block; after the block's last panel, the first panel of the block of C to its
+/// right, which the same thread usually takes next (a thin product's blocks are columns);
+/// `None` at B's right edge.
 fn next_source<K: MicroKernel>(
     b: &RawMat,
     (jc, nc, jr): (usize, usize, usize),
@@ -671,12 +673,14 @@ fn next_source<K: MicroKernel>(
         (pc + K::KC, jc, nc)
     } else if jc + K::NC < cols_end {
         (0, jc + K::NC, cols_end - jc - K::NC)
+    } else if cols_end < b.cols {
+        (0, cols_end, b.cols - cols_end)
     } else {
         return None;
     };
     let (kc, nr) = (K::KC.min(k - pc), K::NR.min(nc));
-    // SAFETY: (pc, col) lies inside B (pc < k, col < cols_end ≤ B's columns), whose view is
-    // valid for the whole product.
+    // SAFETY: (pc, col) lies inside B (pc < k, col < B's columns), whose view is valid for
+    // the whole product.
     let src = unsafe { b.at(pc, col) };
     Some(if b.cs == 1 {
         Ahead::rows(src, b.rs, kc, nr)
@@ -807,7 +811,8 @@ mod tests {
     }
 
     /// For every panel of a block, in the order of `run_block`'s loops, `next_source` names
-    /// the source of the panel that follows it (and nothing after the last), for row-major
+    /// the source of the panel that follows it (after the last, the first of the block to
+    /// its right, and nothing at B's right edge), for row-major
     /// and transposed B, across several depth and column blocks and ragged edges.
     #[test]
     fn next_source_follows_the_loop_order() {
@@ -829,9 +834,12 @@ mod tests {
                         }
                     }
                 }
+                // After the block, the first panel of the block to its right.
+                let right = (cols.end < n).then_some((cols.end, n - cols.end, 0, 0));
                 for (i, &(jc, nc, jr, pc)) in panels.iter().enumerate() {
                     let got = next_source::<K>(&b, (jc, nc, jr), (pc, k), cols.end);
-                    let want = panels.get(i + 1).map(|&(jc, nc, jr, pc)| {
+                    let next = panels.get(i + 1).copied().or(right);
+                    let want = next.map(|(jc, nc, jr, pc)| {
                         let (kc, nr) = (K::KC.min(k - pc), K::NR.min(nc - jr));
                         // SAFETY: (pc, jc + jr) lies inside B.
                         let src = unsafe { b.at(pc, jc + jr) };
