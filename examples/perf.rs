@@ -4,13 +4,15 @@
 //!
 //! ```sh
 //! cargo run --release --example perf -- [--peers ../shared/peers] [--quick]
-//!     [--only w1|w2] [--threads N] [--no-gemm] [--scaling]
+//!     [--only w1|w2] [--threads N] [--no-gemm] [--scaling] [--in-situ]
 //! ```
 //!
 //! `--only` times one workload, `--threads` one thread count (default: 1 and 2), and
 //! `--no-gemm` skips the ceiling and the GEMM table: handy under a profiler. `--scaling`
 //! prints instead how the time of an iteration grows with the batch size, at 1 and 2
-//! threads (`--only` applies).
+//! threads (`--only` applies). `--in-situ` prints instead every GEMM shape of an iteration
+//! as training runs it (cold weights included): calls, time and GFLOP/s, and the share of
+//! the iteration spent in GEMM.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,7 +20,9 @@ use std::time::Instant;
 
 use autograd::kernels::gemm::{gemm, MatRef};
 use autograd::threads::pool;
-use gan_suite::perf::{fma_ceiling_gflops, median, time_iterations, time_iterations_at, Workload};
+use gan_suite::perf::{
+    fma_ceiling_gflops, gemm_in_situ, median, time_iterations, time_iterations_at, Workload,
+};
 
 /// The GEMMs of one W1 dense layer (batch 32): forward X·W, weight gradient Xᵀ·G, input
 /// gradient G·Wᵀ.
@@ -129,6 +133,20 @@ fn main() {
 
     if args.iter().any(|a| a == "--scaling") {
         scaling_table(&mnist, quick, run_w1, run_w2);
+        return;
+    }
+    if args.iter().any(|a| a == "--in-situ") {
+        for &threads in &thread_counts {
+            let workloads = [
+                (Workload::MlpGan, "W1", run_w1),
+                (Workload::Dcgan, "W2", run_w2),
+            ];
+            for (workload, name, run) in workloads {
+                if run {
+                    pool(threads).install(|| in_situ_table(workload, name, threads, &mnist, quick));
+                }
+            }
+        }
         return;
     }
     if !args.iter().any(|a| a == "--no-gemm") {
@@ -311,4 +329,50 @@ fn scaling_table(mnist: &gan::mnist::Mnist, quick: bool, run_w1: bool, run_w2: b
             );
         }
     }
+}
+
+/// Every GEMM shape of one workload's iteration, as training runs it, at the current pool's
+/// thread count.
+fn in_situ_table(
+    workload: Workload,
+    name: &str,
+    threads: usize,
+    mnist: &gan::mnist::Mnist,
+    quick: bool,
+) {
+    let (warmup, iters) = match (workload, quick) {
+        (Workload::MlpGan, false) => (20, 400),
+        (Workload::MlpGan, true) => (5, 40),
+        (Workload::Dcgan, false) => (3, 20),
+        (Workload::Dcgan, true) => (1, 3),
+    };
+    let (ms, shapes) = gemm_in_situ(workload, mnist, warmup, iters);
+    println!("\n{name} at {threads} thread(s), GEMM per iteration as training runs it:");
+    println!(
+        "{:>20} {:>7} {:>12} {:>10} {:>9}",
+        "m × k × n", "layout", "calls/iter", "µs/call", "GFLOP/s"
+    );
+    let mut total = 0.0;
+    for ((m, k, n, a_t, b_t), calls, seconds) in shapes {
+        let layout = match (a_t, b_t) {
+            (false, false) => "A·B",
+            (true, false) => "Aᵀ·B",
+            (false, true) => "A·Bᵀ",
+            (true, true) => "Aᵀ·Bᵀ",
+        };
+        let per_call = seconds / calls as f64;
+        let gflops = 2.0 * (m * k * n) as f64 / per_call / 1e9;
+        let dims = format!("{m} × {k} × {n}");
+        let per_iter = calls as f64 / iters as f64;
+        println!(
+            "{dims:>20} {layout:>7} {per_iter:>12.1} {:>10.1} {gflops:>9.1}",
+            per_call * 1e6
+        );
+        total += seconds;
+    }
+    let gemm_ms = total * 1e3 / iters as f64;
+    println!(
+        "GEMM {gemm_ms:.2} ms of a median iteration of {ms:.2} ms ({:.0}%)",
+        100.0 * gemm_ms / ms
+    );
 }

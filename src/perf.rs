@@ -159,6 +159,40 @@ pub fn time_iterations_at(
     warmup: usize,
     iters: usize,
 ) -> f64 {
+    time_iterations_then(workload, batch_size, data, warmup, iters, || {})
+}
+
+/// The GEMMs of `iters` timed iterations, per shape ([`autograd::kernels::gemm::profile`]),
+/// with the median ms of those iterations (recording included).
+pub fn gemm_in_situ(
+    workload: Workload,
+    data: &gan::mnist::Mnist,
+    warmup: usize,
+    iters: usize,
+) -> (
+    f64,
+    Vec<(autograd::kernels::gemm::profile::Shape, u64, f64)>,
+) {
+    use autograd::kernels::gemm::profile;
+    let batch = workload.batch_size();
+    let ms = time_iterations_then(workload, batch, data, warmup, iters, || {
+        profile::record(true)
+    });
+    let table = profile::recorded();
+    profile::record(false);
+    (ms, table)
+}
+
+/// As [`time_iterations_at`], calling `before_timing` between the warm-up and the timed
+/// iterations.
+fn time_iterations_then(
+    workload: Workload,
+    batch_size: usize,
+    data: &gan::mnist::Mnist,
+    warmup: usize,
+    iters: usize,
+    before_timing: impl FnOnce(),
+) -> f64 {
     let mut trainer = workload.trainer_with_batch(0, batch_size);
     let mut batches = gan::train::MnistBatches::new(data);
     for _ in 0..warmup {
@@ -166,6 +200,7 @@ pub fn time_iterations_at(
             .step(&mut batches)
             .expect("finite losses while timing");
     }
+    before_timing();
     let mut times: Vec<f64> = (0..iters)
         .map(|_| {
             let t = Instant::now();

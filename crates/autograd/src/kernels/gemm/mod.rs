@@ -52,6 +52,7 @@ mod kernel_avx2;
 mod kernel_avx512;
 mod kernel_portable;
 mod packed;
+pub mod profile;
 
 use std::sync::OnceLock;
 
@@ -357,6 +358,24 @@ pub fn sgemm_with(
         kernel.is_available(),
         "gemm: this CPU cannot run the {kernel:?} kernel"
     );
+    let t0 = profile::start();
+    let shape = (a.rows, a.cols, b.cols, a.cs != 1, b.cs != 1);
+    dispatch(kernel, threading, alpha, a, b, beta, c, ldc);
+    profile::stop(t0, shape);
+}
+
+/// The body of [`sgemm_with`], after its checks.
+#[allow(clippy::too_many_arguments)]
+fn dispatch(
+    kernel: Kernel,
+    threading: Threading,
+    alpha: f32,
+    a: MatRef<f32>,
+    b: MatRef<f32>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
     let par = threading == Threading::Rayon;
     let (m, n) = (a.rows, b.cols);
     if m == 0 || n == 0 {
