@@ -348,13 +348,17 @@ impl Ahead {
             region: self,
         }
     }
+}
 
-    /// Asks L2 for every line of the region at once.
-    pub(super) fn prefetch_all(self) {
-        let mut cursor = self.cursor();
-        while cursor.left > 0 {
-            cursor.prefetch_next();
-        }
+/// Asks L2 for the line holding `line`: a hint, which never faults whatever the address
+/// (formed with wrapping arithmetic, never dereferenced).
+#[inline(always)]
+fn prefetch_line(_line: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, and SSE (which has it) is part of every x86-64 CPU.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        _mm_prefetch::<_MM_HINT_T1>(_line.cast());
     }
 }
 
@@ -390,15 +394,8 @@ impl AheadCursor {
     /// Asks L2 for the next line of the region, if any is left.
     #[inline(always)]
     pub(super) fn prefetch_next(&mut self) {
-        let Some(_line) = self.next_line() else {
-            return;
-        };
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint: it never faults, whatever the address, and SSE
-        // (which has it) is part of every x86-64 CPU.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-            _mm_prefetch::<_MM_HINT_T1>(_line.cast());
+        if let Some(line) = self.next_line() {
+            prefetch_line(line);
         }
     }
 }
@@ -716,7 +713,11 @@ unsafe fn panel_tiles<K: MicroKernel>(
                 (ic + (below - ic - mc), j0 + K::NR)
             };
             let target = s.c.wrapping_add(row * s.rsc + col);
-            Ahead::rows(target, s.rsc, K::MR, K::NR).prefetch_all();
+            for i in 0..K::MR {
+                for j in (0..K::NR).step_by(16) {
+                    prefetch_line(target.wrapping_add(i * s.rsc + j));
+                }
+            }
         }
         let scalars = (s.alpha, beta);
         if mr == K::MR && nr == K::NR && s.csc == 1 {
