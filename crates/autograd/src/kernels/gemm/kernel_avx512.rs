@@ -11,8 +11,12 @@
 //! KC = 256 and differed by less than the noise of that shared machine (±20% between runs),
 //! so the sizes stay. On a Zen 4 core (512-bit instructions on two 256-bit FMA pipes, 118
 //! GFLOP/s ceiling) it reaches 90–93% on the W1 forward products and on 512³, and KC = 128
-//! again made no difference. The loop is the same macro as the AVX2 tile, and the tests run
-//! this kernel wherever the CPU has AVX-512.
+//! again made no difference. On an Intel server core with two 512-bit FMA ports (a burst
+//! ceiling of 217–224 GFLOP/s) it reaches 65–71% of that on 512³ and 1024³, where
+//! PyTorch's own products reach 74–76%; a 12 × 32 tile for products with many rows ran 8%
+//! faster alone on packed operands there, but no faster in the real product and slower in
+//! whole training iterations, so it was taken out again. The loop is the same macro as the
+//! AVX2 tile, and the tests run this kernel wherever the CPU has AVX-512.
 
 use std::arch::x86_64::*;
 
