@@ -700,13 +700,9 @@ unsafe fn panel_tiles<K: MicroKernel>(
         let a = a_pc.add(ir / K::MR * panel_len(K::MR, kc));
         let c = s.c.add(ir * s.rsc + j0 * s.csc);
         if s.csc == 1 {
-            // A shallow tile is over before a cold line of C could arrive, and a deeper one
-            // still waits on them when C comes from memory (the products of a training
-            // step, whose C is seldom in cache): ask for the tile two below (or at the top
-            // of the next panel) now. Only weight gradients (depth = the batch) did this
-            // at first; doing it at every depth took W2 at one thread from 166–167 to
-            // 163–165 ms (three alternating rounds) and 256 × 128 × 256 on cold operands
-            // from 150 to 131–139 µs, warm products unchanged.
+            // In a training step C is seldom in cache, and a tile, shallow or deep, would
+            // wait on its cold lines at the end: ask for the tile two below (or at the top
+            // of the next panel) now. (Measured in README.md, "Performance".)
             let below = ir + 2 * K::MR;
             let (row, col) = if below < ic + mc {
                 (below, j0)
