@@ -172,46 +172,21 @@ struct Sandwich<T, const R: usize, const C: usize> {
     x: Block<T, C, C>,
     rows: Block<T, R, C>,
     out: Block<T, R, R>,
-    /// Whether [`Self::run`] takes the AVX-512 path.
-    avx512: bool,
 }
 
 impl<T: Float, const R: usize, const C: usize> Sandwich<T, R, C> {
+    #[inline(always)]
     fn new() -> Self {
         Sandwich {
             x: [[[T::ZERO; LANES]; C]; C],
             rows: [[[T::ZERO; LANES]; C]; R],
             out: [[[T::ZERO; LANES]; R]; R],
-            #[cfg(target_arch = "x86_64")]
-            avx512: crate::kernels::im2col::x86::use_avx512(),
-            #[cfg(not(target_arch = "x86_64"))]
-            avx512: false,
         }
     }
 
-    /// out = m · x · mᵀ, on 16-wide vectors where the CPU has AVX-512F.
+    /// out = m · x · mᵀ.
     #[inline(always)]
     fn run(&mut self, m: &[[T; C]; R]) {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx512 {
-            // SAFETY: `avx512` is set only where the CPU has AVX-512F (`use_avx512`).
-            return unsafe { self.run_avx512(m) };
-        }
-        self.products(m)
-    }
-
-    /// [`Self::products`] compiled with AVX-512F enabled.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn run_avx512(&mut self, m: &[[T; C]; R]) {
-        self.products(m)
-    }
-
-    #[inline(always)]
-    fn products(&mut self, m: &[[T; C]; R]) {
         for (r, coefs) in m.iter().enumerate() {
             for j in 0..C {
                 self.rows[r][j] = combine(coefs, |i| &self.x[i][j]);
@@ -223,6 +198,30 @@ impl<T: Float, const R: usize, const C: usize> Sandwich<T, R, C> {
             }
         }
     }
+}
+
+/// Runs `body` compiled for AVX-512F when `avx512` is set, else as built. The transforms'
+/// loops over lane vectors, their window gathers and their copies are written for any
+/// instruction set; in here each [`Lanes`] operation becomes one 16-wide instruction.
+#[inline(always)]
+fn simd_scope<R>(avx512: bool, body: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if avx512 {
+        // SAFETY: `avx512` is true only where the CPU has AVX-512F (`Tiling::new` takes it
+        // from `use_avx512`, which detects the feature at run time).
+        return unsafe { in_avx512(body) };
+    }
+    body()
+}
+
+/// `body()`, with AVX-512F enabled for the code inlined into it.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn in_avx512<R>(body: impl FnOnce() -> R) -> R {
+    body()
 }
 
 /// The lane vector that starts at `buf[at]`. Every buffer's rows are padded to whole lane
@@ -242,6 +241,7 @@ fn lanes_at_mut<T>(buf: &mut [T], at: usize) -> &mut Lanes<T> {
 
 /// The planes of channels c0 .. c0 + lanes of an image (C × plane), interleaved: the slab
 /// holds one lane vector per pixel. Lanes past `lanes` are zero.
+#[inline(always)]
 fn interleave<T: Float>(image: &[T], plane: usize, c0: usize, lanes: usize, slab: &mut [Lanes<T>]) {
     slab.fill([T::ZERO; LANES]);
     for l in 0..lanes {
@@ -251,6 +251,7 @@ fn interleave<T: Float>(image: &[T], plane: usize, c0: usize, lanes: usize, slab
 }
 
 /// The inverse of [`interleave`]: lanes 0 .. lanes of the slab back into their planes.
+#[inline(always)]
 fn deinterleave<T: Float>(
     slab: &[Lanes<T>],
     plane: usize,
@@ -286,6 +287,8 @@ pub struct Tiling {
     /// extra channels hold zeros.
     c_in_pad: usize,
     c_out_pad: usize,
+    /// Whether the transforms run in [`simd_scope`]'s AVX-512 build.
+    avx512: bool,
 }
 
 impl Tiling {
@@ -302,6 +305,10 @@ impl Tiling {
             tiles_x: ow.div_ceil(TILE),
             c_in_pad: g.c_in.next_multiple_of(LANES),
             c_out_pad: g.c_out.next_multiple_of(LANES),
+            #[cfg(target_arch = "x86_64")]
+            avx512: crate::kernels::im2col::x86::use_avx512(),
+            #[cfg(not(target_arch = "x86_64"))]
+            avx512: false,
         }
     }
 
@@ -360,39 +367,45 @@ impl Tiling {
     pub fn transform_data<T: Float>(&self, x: &[T]) -> Vec<T> {
         let (c_in, k) = (self.g.c_in, self.depth());
         let plane = self.g.h * self.g.w;
-        let mats = Mats::<T>::new();
         let mut d = scratch::take(PAIRS * self.rows() * k);
         let views = self.per_sample(&mut d, k);
         views.into_par_iter().enumerate().for_each(|(s, mut out)| {
-            {
-                let xs = &x[s * c_in * plane..][..c_in * plane];
-                let mut slab = vec![[T::ZERO; LANES]; plane];
-                let mut t = Sandwich::<T, PTS, PTS>::new();
-                for c0 in (0..c_in).step_by(LANES) {
-                    let lanes = LANES.min(c_in - c0);
-                    interleave(xs, plane, c0, lanes, &mut slab);
-                    for tile in 0..self.tiles() {
-                        let at = self.window(tile);
-                        for ph in 0..4 {
-                            let (ry, rx) = (ph / 2, ph % 2);
-                            // Phase (ry, rx) reads window rows 2a + 1 − ry, columns 2b + 1 − rx.
-                            for (a, x_row) in t.x.iter_mut().enumerate() {
-                                for (b, x) in x_row.iter_mut().enumerate() {
-                                    *x = match at(2 * a + 1 - ry, 2 * b + 1 - rx) {
-                                        Some(pos) => slab[pos],
-                                        None => [T::ZERO; LANES],
-                                    };
+            simd_scope(
+                self.avx512,
+                #[inline(always)]
+                || {
+                    let mats = Mats::<T>::new();
+                    {
+                        let xs = &x[s * c_in * plane..][..c_in * plane];
+                        let mut slab = vec![[T::ZERO; LANES]; plane];
+                        let mut t = Sandwich::<T, PTS, PTS>::new();
+                        for c0 in (0..c_in).step_by(LANES) {
+                            let lanes = LANES.min(c_in - c0);
+                            interleave(xs, plane, c0, lanes, &mut slab);
+                            for tile in 0..self.tiles() {
+                                let at = self.window(tile);
+                                for ph in 0..4 {
+                                    let (ry, rx) = (ph / 2, ph % 2);
+                                    // Phase (ry, rx) reads window rows 2a + 1 − ry, columns 2b + 1 − rx.
+                                    for (a, x_row) in t.x.iter_mut().enumerate() {
+                                        for (b, x) in x_row.iter_mut().enumerate() {
+                                            *x = match at(2 * a + 1 - ry, 2 * b + 1 - rx) {
+                                                Some(pos) => slab[pos],
+                                                None => [T::ZERO; LANES],
+                                            };
+                                        }
+                                    }
+                                    t.run(&mats.bt);
+                                    let col = tile * k + ph * self.c_in_pad + c0;
+                                    for (pq, dst) in out.iter_mut().enumerate() {
+                                        *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
+                                    }
                                 }
-                            }
-                            t.run(&mats.bt);
-                            let col = tile * k + ph * self.c_in_pad + c0;
-                            for (pq, dst) in out.iter_mut().enumerate() {
-                                *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
                             }
                         }
                     }
-                }
-            }
+                },
+            )
         });
         d
     }
@@ -402,38 +415,46 @@ impl Tiling {
     pub fn inverse_data<T: Float>(&self, dbar: &[T]) -> Vec<T> {
         let (c_in, k, rows) = (self.g.c_in, self.depth(), self.rows());
         let plane = self.g.h * self.g.w;
-        let mats = Mats::<T>::new();
         let mut x = scratch::take(self.g.batch * c_in * plane);
         x.par_chunks_mut(c_in * plane)
             .enumerate()
             .for_each(|(s, xs)| {
-                let mut slab = vec![[T::ZERO; LANES]; plane];
-                let mut t = Sandwich::<T, PTS, PTS>::new();
-                for c0 in (0..c_in).step_by(LANES) {
-                    let lanes = LANES.min(c_in - c0);
-                    slab.fill([T::ZERO; LANES]);
-                    for tile in 0..self.tiles() {
-                        let at = self.window(tile);
-                        let row = s * self.tiles() + tile;
-                        for ph in 0..4 {
-                            let (ry, rx) = (ph / 2, ph % 2);
-                            let col = row * k + ph * self.c_in_pad + c0;
-                            for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
-                                *x = *lanes_at(dbar, pq * rows * k + col);
-                            }
-                            t.run(&mats.b);
-                            for (a, patch_row) in t.out.iter().enumerate() {
-                                for (b, v) in patch_row.iter().enumerate() {
-                                    if let Some(pos) = at(2 * a + 1 - ry, 2 * b + 1 - rx) {
-                                        let acc = &mut slab[pos];
-                                        acc.iter_mut().zip(v).for_each(|(acc, &v)| *acc += v);
+                simd_scope(
+                    self.avx512,
+                    #[inline(always)]
+                    || {
+                        let mats = Mats::<T>::new();
+                        let mut slab = vec![[T::ZERO; LANES]; plane];
+                        let mut t = Sandwich::<T, PTS, PTS>::new();
+                        for c0 in (0..c_in).step_by(LANES) {
+                            let lanes = LANES.min(c_in - c0);
+                            slab.fill([T::ZERO; LANES]);
+                            for tile in 0..self.tiles() {
+                                let at = self.window(tile);
+                                let row = s * self.tiles() + tile;
+                                for ph in 0..4 {
+                                    let (ry, rx) = (ph / 2, ph % 2);
+                                    let col = row * k + ph * self.c_in_pad + c0;
+                                    for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
+                                        *x = *lanes_at(dbar, pq * rows * k + col);
+                                    }
+                                    t.run(&mats.b);
+                                    for (a, patch_row) in t.out.iter().enumerate() {
+                                        for (b, v) in patch_row.iter().enumerate() {
+                                            if let Some(pos) = at(2 * a + 1 - ry, 2 * b + 1 - rx) {
+                                                let acc = &mut slab[pos];
+                                                acc.iter_mut()
+                                                    .zip(v)
+                                                    .for_each(|(acc, &v)| *acc += v);
+                                            }
+                                        }
                                     }
                                 }
                             }
+                            deinterleave(&slab, plane, c0, lanes, xs);
                         }
-                    }
-                    deinterleave(&slab, plane, c0, lanes, xs);
-                }
+                    },
+                )
             });
         x
     }
@@ -443,33 +464,39 @@ impl Tiling {
     pub fn transform_y<T: Float>(&self, y: &[T]) -> Vec<T> {
         let (c_out, width) = (self.g.c_out, self.c_out_pad);
         let plane = self.oh * self.ow;
-        let mats = Mats::<T>::new();
         let mut ybar = scratch::take(PAIRS * self.rows() * width);
         let views = self.per_sample(&mut ybar, width);
         views.into_par_iter().enumerate().for_each(|(s, mut out)| {
-            let ys = &y[s * c_out * plane..][..c_out * plane];
-            let mut slab = vec![[T::ZERO; LANES]; plane];
-            let mut t = Sandwich::<T, PTS, TILE>::new();
-            for c0 in (0..c_out).step_by(LANES) {
-                let lanes = LANES.min(c_out - c0);
-                interleave(ys, plane, c0, lanes, &mut slab);
-                for tile in 0..self.tiles() {
-                    let at = self.tile(tile);
-                    for (u, x_row) in t.x.iter_mut().enumerate() {
-                        for (v, x) in x_row.iter_mut().enumerate() {
-                            *x = match at(u, v) {
-                                Some(pos) => slab[pos],
-                                None => [T::ZERO; LANES],
-                            };
+            simd_scope(
+                self.avx512,
+                #[inline(always)]
+                || {
+                    let mats = Mats::<T>::new();
+                    let ys = &y[s * c_out * plane..][..c_out * plane];
+                    let mut slab = vec![[T::ZERO; LANES]; plane];
+                    let mut t = Sandwich::<T, PTS, TILE>::new();
+                    for c0 in (0..c_out).step_by(LANES) {
+                        let lanes = LANES.min(c_out - c0);
+                        interleave(ys, plane, c0, lanes, &mut slab);
+                        for tile in 0..self.tiles() {
+                            let at = self.tile(tile);
+                            for (u, x_row) in t.x.iter_mut().enumerate() {
+                                for (v, x) in x_row.iter_mut().enumerate() {
+                                    *x = match at(u, v) {
+                                        Some(pos) => slab[pos],
+                                        None => [T::ZERO; LANES],
+                                    };
+                                }
+                            }
+                            t.run(&mats.a);
+                            let col = tile * width + c0;
+                            for (pq, dst) in out.iter_mut().enumerate() {
+                                *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
+                            }
                         }
                     }
-                    t.run(&mats.a);
-                    let col = tile * width + c0;
-                    for (pq, dst) in out.iter_mut().enumerate() {
-                        *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
-                    }
-                }
-            }
+                },
+            )
         });
         ybar
     }
@@ -478,32 +505,38 @@ impl Tiling {
     pub fn inverse_y<T: Float>(&self, m: &[T]) -> Vec<T> {
         let (c_out, width, rows) = (self.g.c_out, self.c_out_pad, self.rows());
         let plane = self.oh * self.ow;
-        let mats = Mats::<T>::new();
         let mut y = scratch::take(self.g.batch * c_out * plane);
         y.par_chunks_mut(c_out * plane)
             .enumerate()
             .for_each(|(s, ys)| {
-                let mut slab = vec![[T::ZERO; LANES]; plane];
-                let mut t = Sandwich::<T, TILE, PTS>::new();
-                for c0 in (0..c_out).step_by(LANES) {
-                    let lanes = LANES.min(c_out - c0);
-                    for tile in 0..self.tiles() {
-                        let at = self.tile(tile);
-                        let col = (s * self.tiles() + tile) * width + c0;
-                        for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
-                            *x = *lanes_at(m, pq * rows * width + col);
-                        }
-                        t.run(&mats.at);
-                        for (u, t_row) in t.out.iter().enumerate() {
-                            for (v, t) in t_row.iter().enumerate() {
-                                if let Some(pos) = at(u, v) {
-                                    slab[pos] = *t;
+                simd_scope(
+                    self.avx512,
+                    #[inline(always)]
+                    || {
+                        let mats = Mats::<T>::new();
+                        let mut slab = vec![[T::ZERO; LANES]; plane];
+                        let mut t = Sandwich::<T, TILE, PTS>::new();
+                        for c0 in (0..c_out).step_by(LANES) {
+                            let lanes = LANES.min(c_out - c0);
+                            for tile in 0..self.tiles() {
+                                let at = self.tile(tile);
+                                let col = (s * self.tiles() + tile) * width + c0;
+                                for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
+                                    *x = *lanes_at(m, pq * rows * width + col);
+                                }
+                                t.run(&mats.at);
+                                for (u, t_row) in t.out.iter().enumerate() {
+                                    for (v, t) in t_row.iter().enumerate() {
+                                        if let Some(pos) = at(u, v) {
+                                            slab[pos] = *t;
+                                        }
+                                    }
                                 }
                             }
+                            deinterleave(&slab, plane, c0, lanes, ys);
                         }
-                    }
-                    deinterleave(&slab, plane, c0, lanes, ys);
-                }
+                    },
+                )
             });
         y
     }
@@ -512,39 +545,45 @@ impl Tiling {
     /// C_out × PAIRS × 4·C_in.
     pub fn transform_weight<T: Float>(&self, w: &[T]) -> Vec<T> {
         let (c_in, k) = (self.g.c_in, self.depth());
-        let mats = Mats::<T>::new();
         let mut wt = scratch::take(self.c_out_pad * PAIRS * k);
         wt.par_chunks_mut(PAIRS * k)
             .enumerate()
             .for_each(|(co, out)| {
-                if co >= self.g.c_out {
-                    out.fill(T::ZERO);
-                    return;
-                }
-                let wc = &w[co * c_in * 16..][..c_in * 16];
-                let mut t = Sandwich::<T, PTS, 2>::new();
-                for c0 in (0..c_in).step_by(LANES) {
-                    let lanes = LANES.min(c_in - c0);
-                    for ph in 0..4 {
-                        let (ry, rx) = (ph / 2, ph % 2);
-                        for (j, h_row) in t.x.iter_mut().enumerate() {
-                            for (l, h) in h_row.iter_mut().enumerate() {
-                                let t = tap(ry, j) * 4 + tap(rx, l);
-                                for (lane, h) in h.iter_mut().enumerate() {
-                                    *h = match lane < lanes {
-                                        true => wc[(c0 + lane) * 16 + t],
-                                        false => T::ZERO,
-                                    };
+                simd_scope(
+                    self.avx512,
+                    #[inline(always)]
+                    || {
+                        let mats = Mats::<T>::new();
+                        if co >= self.g.c_out {
+                            out.fill(T::ZERO);
+                            return;
+                        }
+                        let wc = &w[co * c_in * 16..][..c_in * 16];
+                        let mut t = Sandwich::<T, PTS, 2>::new();
+                        for c0 in (0..c_in).step_by(LANES) {
+                            let lanes = LANES.min(c_in - c0);
+                            for ph in 0..4 {
+                                let (ry, rx) = (ph / 2, ph % 2);
+                                for (j, h_row) in t.x.iter_mut().enumerate() {
+                                    for (l, h) in h_row.iter_mut().enumerate() {
+                                        let t = tap(ry, j) * 4 + tap(rx, l);
+                                        for (lane, h) in h.iter_mut().enumerate() {
+                                            *h = match lane < lanes {
+                                                true => wc[(c0 + lane) * 16 + t],
+                                                false => T::ZERO,
+                                            };
+                                        }
+                                    }
+                                }
+                                t.run(&mats.g);
+                                let col = ph * self.c_in_pad + c0;
+                                for (pq, dst) in out.chunks_exact_mut(k).enumerate() {
+                                    *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
                                 }
                             }
                         }
-                        t.run(&mats.g);
-                        let col = ph * self.c_in_pad + c0;
-                        for (pq, dst) in out.chunks_exact_mut(k).enumerate() {
-                            *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
-                        }
-                    }
-                }
+                    },
+                )
             });
         wt
     }
@@ -554,31 +593,37 @@ impl Tiling {
     pub fn inverse_weight<T: Float>(&self, gwt: &[T]) -> Vec<T> {
         let (c_in, c_out, k) = (self.g.c_in, self.g.c_out, self.depth());
         let width = self.c_out_pad;
-        let mats = Mats::<T>::new();
         let mut gw = scratch::take(c_out * c_in * 16);
         gw.par_chunks_mut(c_in * 16)
             .enumerate()
             .for_each(|(co, out)| {
-                let mut t = Sandwich::<T, 2, PTS>::new();
-                for c0 in (0..c_in).step_by(LANES) {
-                    let lanes = LANES.min(c_in - c0);
-                    for ph in 0..4 {
-                        let (ry, rx) = (ph / 2, ph % 2);
-                        let col = co * k + ph * self.c_in_pad + c0;
-                        for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
-                            *x = *lanes_at(gwt, pq * width * k + col);
-                        }
-                        t.run(&mats.gt);
-                        for (j, h_row) in t.out.iter().enumerate() {
-                            for (l, h) in h_row.iter().enumerate() {
-                                let t = tap(ry, j) * 4 + tap(rx, l);
-                                for (lane, &h) in h[..lanes].iter().enumerate() {
-                                    out[(c0 + lane) * 16 + t] = h;
+                simd_scope(
+                    self.avx512,
+                    #[inline(always)]
+                    || {
+                        let mats = Mats::<T>::new();
+                        let mut t = Sandwich::<T, 2, PTS>::new();
+                        for c0 in (0..c_in).step_by(LANES) {
+                            let lanes = LANES.min(c_in - c0);
+                            for ph in 0..4 {
+                                let (ry, rx) = (ph / 2, ph % 2);
+                                let col = co * k + ph * self.c_in_pad + c0;
+                                for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
+                                    *x = *lanes_at(gwt, pq * width * k + col);
+                                }
+                                t.run(&mats.gt);
+                                for (j, h_row) in t.out.iter().enumerate() {
+                                    for (l, h) in h_row.iter().enumerate() {
+                                        let t = tap(ry, j) * 4 + tap(rx, l);
+                                        for (lane, &h) in h[..lanes].iter().enumerate() {
+                                            out[(c0 + lane) * 16 + t] = h;
+                                        }
+                                    }
                                 }
                             }
                         }
-                    }
-                }
+                    },
+                )
             });
         gw
     }
@@ -846,30 +891,43 @@ mod tests {
         assert!(run(1) == run(3), "1 and 3 threads differ");
     }
 
-    /// The transforms' one SIMD path, AVX-512, gives the bits of the baseline path, which
-    /// runs here too.
+    /// The transforms' AVX-512 build gives the bits of the baseline build, which runs here
+    /// too, in all six transforms.
     #[test]
-    fn transform_products_agree_on_both_instruction_sets() {
-        let vals = values(PTS * PTS * LANES, 8);
-        let mut t = Sandwich::<f32, PTS, PTS>::new();
-        for (x, v) in
-            t.x.as_flattened_mut()
-                .iter_mut()
-                .zip(vals.chunks_exact(LANES))
-        {
-            *x = std::array::from_fn(|l| v[l] as f32);
-        }
-        let mats = Mats::<f32>::new();
+    fn transforms_agree_on_both_instruction_sets() {
+        let g = geometry(2, 17, 18, 14, 14);
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let x: Vec<f32> = values(g.batch * g.c_in * g.h * g.w, 11)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let y: Vec<f32> = values(g.batch * g.c_out * oh * ow, 12)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let w: Vec<f32> = values(g.c_out * g.c_in * 16, 13)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let all = |t: &Tiling| {
+            let (d, ybar, wt) = (
+                t.transform_data(&x),
+                t.transform_y(&y),
+                t.transform_weight(&w),
+            );
+            let x_back = t.inverse_data(&d);
+            let y_back = t.inverse_y(&ybar);
+            let w_back = t.inverse_weight(&t.weight_products(&ybar, &d));
+            [d, ybar, wt, x_back, y_back, w_back]
+        };
+        let mut t = Tiling::new(g);
         t.avx512 = false;
-        t.run(&mats.bt);
-        let baseline = t.out;
-        assert!(baseline.as_flattened().iter().flatten().any(|&v| v != 0.0));
+        let baseline = all(&t);
+        assert!(baseline.iter().all(|v| v.iter().any(|&v| v != 0.0)));
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::im2col::x86::use_avx512() {
-            t.out = [[[0.0; LANES]; PTS]; PTS];
             t.avx512 = true;
-            t.run(&mats.bt);
-            assert_eq!(t.out, baseline);
+            assert!(all(&t) == baseline, "the AVX-512 build differs");
         }
     }
 
