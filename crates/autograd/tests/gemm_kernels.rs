@@ -206,6 +206,30 @@ fn products_spanning_several_blocks_of_rows_columns_and_depth() {
 }
 
 #[test]
+fn tall_products_that_pack_a_block_by_block() {
+    // Tall products whose packed A would not stay in cache (over 2¹⁸ floats) pack it one
+    // block of rows at a time: one depth block and several, on one thread and on rayon.
+    for kernel in Kernel::available() {
+        for (m, k, n) in [(3001, 100, 37), (2100, 300, 65)] {
+            for layout in LAYOUTS {
+                for (threading, beta) in [(Threading::Serial, -1.0), (Threading::Rayon, 0.0)] {
+                    let case = Case {
+                        m,
+                        k,
+                        n,
+                        layout,
+                        alpha: 1.0,
+                        beta,
+                        pad: 2,
+                    };
+                    check(kernel, threading, case);
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn matrix_vector_products_in_every_layout() {
     // One column or one row of C takes the matrix-vector path.
     for kernel in Kernel::available() {

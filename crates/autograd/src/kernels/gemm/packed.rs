@@ -21,7 +21,9 @@
 //! Choices that differ from textbook BLIS, each for the thin products (m = 32) that make up
 //! most of this project's work, and each measured:
 //! - A is packed once per call (step 0), not once per column block, so that rayon tasks
-//!   (blocks of columns of C) share Ã instead of each packing it again.
+//!   (blocks of columns of C) share Ã instead of each packing it again. Tall products
+//!   whose Ã would not fit in L2, cut into blocks of rows only, pack it per block in loop
+//!   3 instead, as BLIS does: each row is still packed once, by the thread that uses it.
 //! - When B must be transposed while packing (the input gradient G·Wᵀ) and the block has
 //!   at most MC rows, each NR-column panel is packed just before its tiles (in step 4)
 //!   into a buffer that stays in L1, rather than the whole kc × nc block first.
@@ -437,6 +439,8 @@ pub(super) unsafe fn tile_part<K: MicroKernel>(
 thread_local! {
     /// Ã of the calling thread.
     static A_PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// One MC × KC block of Ã, where A is packed per block ([`packs_a_per_block`]).
+    static A_BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// B̃ of the thread running a block.
     static B_PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
@@ -470,6 +474,9 @@ struct Shared {
     /// panels of [`panel_len`]`(MR, kc)`.
     a_pack: *const f32,
     a_block: usize,
+    /// A itself, when Ã is packed block by block in loop 3 instead ([`packs_a_per_block`]);
+    /// then `a_pack` is null.
+    a: RawMat,
     k: usize,
     b: RawMat,
     /// C: element (i, j) at `c + i·rsc + j·csc`.
@@ -523,10 +530,17 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
     };
     let (m, n) = (a.rows, b.cols);
     let kc_max = K::KC.min(k);
+    let blocks = Blocks::new::<K>(m, n, par);
+    let per_block = packs_a_per_block::<K>(m, k, n, &blocks);
     let a_block = m.div_ceil(K::MR) * panel_len(K::MR, kc_max);
-    with_buffer(&A_PACK, k.div_ceil(kc_max) * a_block, |a_pack| {
+    let a_len = if per_block {
+        0
+    } else {
+        k.div_ceil(kc_max) * a_block
+    };
+    with_buffer(&A_PACK, a_len, |a_pack| {
         // 0. Pack all of A: depth block pc holds m̃ × kc, in MR-row panels.
-        for pc in (0..k).step_by(K::KC) {
+        for pc in (0..k).step_by(K::KC).filter(|_| !per_block) {
             let kc = K::KC.min(k - pc);
             // SAFETY: A's view is valid (caller), and a_pack holds a block for each pc.
             unsafe {
@@ -538,15 +552,18 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
         let shared = Shared {
             alpha,
             beta,
-            a_pack: a_pack.as_ptr(),
+            a_pack: match per_block {
+                true => std::ptr::null(),
+                false => a_pack.as_ptr(),
+            },
             a_block,
+            a,
             k,
             b,
             c: c.as_mut_ptr(),
             rsc,
             csc,
         };
-        let blocks = Blocks::new::<K>(m, n, par);
         let run = |t: usize| {
             // SAFETY: the blocks of `Blocks` tile C without overlap and start on multiples
             // of MR, so each task writes elements no other task touches; Ã is packed and
@@ -595,57 +612,91 @@ unsafe fn run_block<K: MicroKernel>(s: &Shared, (rows, cols): (Range<usize>, Ran
         _ => K::NC.min(cols.len()).div_ceil(K::NR),
     };
     let b_len = panels * panel_len(K::NR, K::KC.min(s.k));
-    with_buffer(&B_PACK, b_len, |b_pack| {
-        let b_pack = b_pack.as_mut_ptr();
-        // 1. Columns of the block, NC at a time.
-        for jc in cols.clone().step_by(K::NC) {
-            let nc = K::NC.min(cols.end - jc);
-            // 2. Depth, KC at a time.
-            for pc in (0..s.k).step_by(K::KC) {
-                let kc = K::KC.min(s.k - pc);
-                let beta = if pc == 0 { s.beta } else { 1.0 };
-                if mode == PackB::Block {
-                    K::pack_b(b_pack, b.at(pc, jc), nc, kc, b.cs, b.rs);
-                }
-                let a_pc = s.a_pack.add(pc / K::KC * s.a_block);
-                // 3. Rows, MC at a time.
-                for ic in rows.clone().step_by(K::MC) {
-                    let mc = K::MC.min(rows.end - ic);
-                    // 4. NR-column panels of B̃.
-                    for jr in (0..nc).step_by(K::NR) {
-                        let nr = K::NR.min(nc - jr);
-                        let src = b.at(pc, jc + jr);
-                        let mut panel = b_pack.add(jr / K::NR * panel_len(K::NR, kc));
-                        let mut fuse = None;
-                        match mode {
-                            PackB::Block => {}
-                            PackB::PerPanel => {
-                                panel = b_pack;
+    let a_len = match s.a_pack.is_null() {
+        true => K::MC.min(rows.len()).div_ceil(K::MR) * panel_len(K::MR, K::KC.min(s.k)),
+        false => 0,
+    };
+    with_buffer(&A_BLOCK, a_len, |a_block| {
+        with_buffer(&B_PACK, b_len, |b_pack| {
+            block_loops::<K>(
+                s,
+                (rows, cols),
+                mode,
+                a_block.as_mut_ptr(),
+                b_pack.as_mut_ptr(),
+            )
+        })
+    })
+}
+
+/// The loops of [`run_block`], with its buffers: `a_block` for one block of Ã (when A is
+/// packed per block) and `b_pack` for B̃.
+///
+/// # Safety
+/// As [`run_block`]; the buffers hold what [`run_block`] sized them for.
+unsafe fn block_loops<K: MicroKernel>(
+    s: &Shared,
+    (rows, cols): (Range<usize>, Range<usize>),
+    mode: PackB,
+    a_block: *mut f32,
+    b_pack: *mut f32,
+) {
+    let b = &s.b;
+    // 1. Columns of the block, NC at a time.
+    for jc in cols.clone().step_by(K::NC) {
+        let nc = K::NC.min(cols.end - jc);
+        // 2. Depth, KC at a time.
+        for pc in (0..s.k).step_by(K::KC) {
+            let kc = K::KC.min(s.k - pc);
+            let beta = if pc == 0 { s.beta } else { 1.0 };
+            if mode == PackB::Block {
+                K::pack_b(b_pack, b.at(pc, jc), nc, kc, b.cs, b.rs);
+            }
+            // 3. Rows, MC at a time.
+            for ic in rows.clone().step_by(K::MC) {
+                let mc = K::MC.min(rows.end - ic);
+                // Ã's panels for rows ic.., depth pc..: packed once up front, or now.
+                let a_ic = if s.a_pack.is_null() {
+                    K::pack_a(a_block, s.a.at(ic, pc), mc, kc, s.a.rs, s.a.cs);
+                    a_block.cast_const()
+                } else {
+                    let a_pc = s.a_pack.add(pc / K::KC * s.a_block);
+                    a_pc.add(ic / K::MR * panel_len(K::MR, kc))
+                };
+                // 4. NR-column panels of B̃.
+                for jr in (0..nc).step_by(K::NR) {
+                    let nr = K::NR.min(nc - jr);
+                    let src = b.at(pc, jc + jr);
+                    let mut panel = b_pack.add(jr / K::NR * panel_len(K::NR, kc));
+                    let mut fuse = None;
+                    match mode {
+                        PackB::Block => {}
+                        PackB::PerPanel => {
+                            panel = b_pack;
+                            K::pack_b(panel, src, nr, kc, b.cs, b.rs);
+                        }
+                        // Packed during the first block of rows, then reused.
+                        PackB::FirstTile if ic == rows.start => {
+                            if nr == K::NR && mc >= K::MR && s.csc == 1 {
+                                fuse = Some((src, b.rs));
+                            } else {
                                 K::pack_b(panel, src, nr, kc, b.cs, b.rs);
                             }
-                            // Packed during the first block of rows, then reused.
-                            PackB::FirstTile if ic == rows.start => {
-                                if nr == K::NR && mc >= K::MR && s.csc == 1 {
-                                    fuse = Some((src, b.rs));
-                                } else {
-                                    K::pack_b(panel, src, nr, kc, b.cs, b.rs);
-                                }
-                            }
-                            PackB::FirstTile => {}
                         }
-                        // While this panel computes, fetch the source of the next one, which
-                        // the first block of rows packs straight from B.
-                        let ahead = (mode != PackB::Block && ic == rows.start)
-                            .then(|| next_source::<K>(b, (jc, nc, jr), (pc, s.k), cols.end))
-                            .flatten();
-                        let (a_rows, c_cols) = ((ic, mc), (jc + jr, nr));
-                        let panel = (panel, fuse, ahead);
-                        panel_tiles::<K>(s, (a_pc, a_rows), panel, c_cols, (kc, beta));
+                        PackB::FirstTile => {}
                     }
+                    // While this panel computes, fetch the source of the next one, which
+                    // the first block of rows packs straight from B.
+                    let ahead = (mode != PackB::Block && ic == rows.start)
+                        .then(|| next_source::<K>(b, (jc, nc, jr), (pc, s.k), cols.end))
+                        .flatten();
+                    let (a_rows, c_cols) = ((ic, mc), (jc + jr, nr));
+                    let panel = (panel, fuse, ahead);
+                    panel_tiles::<K>(s, (a_ic, a_rows), panel, c_cols, (kc, beta));
                 }
             }
         }
-    });
+    }
 }
 
 /// The region of B that the panel after (`jc + jr`, `pc`) is packed from, in the order of
@@ -687,17 +738,18 @@ fn next_source<K: MicroKernel>(
 /// `ahead`, the first tile that does not pack fetches the next panel's source.
 ///
 /// # Safety
-/// As [`run_block`]; `panel` holds the packed panel (or room for it, with `fuse`).
+/// As [`run_block`]; `a_ic` holds Ã's packed panels of rows `ic..ic + mc` at this depth
+/// block; `panel` holds the packed panel (or room for it, with `fuse`).
 unsafe fn panel_tiles<K: MicroKernel>(
     s: &Shared,
-    (a_pc, (ic, mc)): (*const f32, (usize, usize)),
+    (a_ic, (ic, mc)): (*const f32, (usize, usize)),
     (panel, mut fuse, mut ahead): (*mut f32, Option<(*const f32, usize)>, Option<Ahead>),
     (j0, nr): (usize, usize),
     (kc, beta): (usize, f32),
 ) {
     for ir in (ic..ic + mc).step_by(K::MR) {
         let mr = K::MR.min(ic + mc - ir);
-        let a = a_pc.add(ir / K::MR * panel_len(K::MR, kc));
+        let a = a_ic.add((ir - ic) / K::MR * panel_len(K::MR, kc));
         let c = s.c.add(ir * s.rsc + j0 * s.csc);
         if s.csc == 1 {
             // In a training step C is seldom in cache, and a tile, shallow or deep, would
@@ -727,6 +779,18 @@ unsafe fn panel_tiles<K: MicroKernel>(
             K::tile_part(kc, a, panel, c, scalars, strides, (mr, nr));
         }
     }
+}
+
+/// Most floats of Ã packed up front; past it, a tall product packs it per block.
+const A_UP_FRONT_MAX: usize = 1 << 18;
+
+/// Whether Ã is packed one MC × KC block at a time inside loop 3, as in textbook BLIS,
+/// rather than all at once before the blocks run: for tall products (as the 12544 × 100
+/// columns of a transposed convolution on a 1 × 1 input) whose Ã would not stay in L2, and
+/// only where each row of A is then packed once: C cut into blocks of rows only, and a
+/// single block of NC columns. Each block then packs its own rows on its own thread.
+fn packs_a_per_block<K: MicroKernel>(m: usize, k: usize, n: usize, blocks: &Blocks) -> bool {
+    m.next_multiple_of(K::MR) * k > A_UP_FRONT_MAX && blocks.nb == n && n <= K::NC
 }
 
 /// Whether computing Cᵀ = Bᵀ·Aᵀ fills the micro-tiles enough better than C = A·B to pay
