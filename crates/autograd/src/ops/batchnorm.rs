@@ -41,6 +41,7 @@ fn check_per_channel<T: Float>(op: &str, x: &Tensor<T>, c: usize, params: &[(&st
 }
 
 /// The planes (N of them, `plane` values each) of channel `ch` in x read as N × C × plane.
+#[cfg(test)]
 fn planes<T>(x: &[T], c: usize, plane: usize, ch: usize) -> impl Iterator<Item = &[T]> {
     x.chunks_exact(plane.max(1)).skip(ch).step_by(c.max(1))
 }
@@ -53,30 +54,81 @@ const LANES: usize = 16;
 /// of the same shape taken side by side. Value p of each plane goes to partial sum
 /// p mod [`LANES`], and the partial sums are added pairwise at the end, so the additions
 /// form [`LANES`] independent chains instead of one.
+#[cfg(test)]
 fn lane_sums<'a, T: Float, const K: usize>(
     pairs: impl Iterator<Item = (&'a [T], &'a [T])>,
     f: impl Fn(T, T) -> [T; K],
 ) -> [T; K] {
-    // K × LANES partial sums: acc[k][l].
     let mut acc = [[T::ZERO; LANES]; K];
     for (a, b) in pairs {
-        let (ca, cb) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
-        for (a, b) in ca.0.iter().zip(cb.0) {
-            let v: [[T; K]; LANES] = std::array::from_fn(|l| f(a[l], b[l]));
-            for k in 0..K {
-                for l in 0..LANES {
-                    acc[k][l] += v[l][k];
-                }
-            }
-        }
-        for (l, (&a, &b)) in ca.1.iter().zip(cb.1).enumerate() {
-            let v = f(a, b);
-            for k in 0..K {
-                acc[k][l] += v[k];
+        add_plane(&mut acc, (a, b), &f);
+    }
+    acc.map(pairwise_sum)
+}
+
+/// Adds one plane pair into the K × [`LANES`] partial sums of [`lane_sums`].
+#[inline(always)]
+fn add_plane<T: Float, const K: usize>(
+    acc: &mut [[T; LANES]; K],
+    (a, b): (&[T], &[T]),
+    f: impl Fn(T, T) -> [T; K],
+) {
+    let (ca, cb) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
+    for (a, b) in ca.0.iter().zip(cb.0) {
+        let v: [[T; K]; LANES] = std::array::from_fn(|l| f(a[l], b[l]));
+        for k in 0..K {
+            for l in 0..LANES {
+                acc[k][l] += v[l][k];
             }
         }
     }
-    acc.map(pairwise_sum)
+    for (l, (&a, &b)) in ca.1.iter().zip(cb.1).enumerate() {
+        let v = f(a, b);
+        for k in 0..K {
+            acc[k][l] += v[k];
+        }
+    }
+}
+
+/// Channels per task of the per-channel sums over planes.
+const CHANNEL_BLOCK: usize = 8;
+
+/// `per_block(channels)` for blocks of [`CHANNEL_BLOCK`] channels in parallel, each block's
+/// results in channel order, concatenated.
+fn by_channel_blocks<R: Send>(
+    c: usize,
+    per_block: impl Fn(std::ops::Range<usize>) -> Vec<R> + Sync,
+) -> Vec<R> {
+    let blocks: Vec<Vec<R>> = (0..c.div_ceil(CHANNEL_BLOCK))
+        .into_par_iter()
+        .map(|b| per_block(b * CHANNEL_BLOCK..((b + 1) * CHANNEL_BLOCK).min(c)))
+        .collect();
+    blocks.into_iter().flatten().collect()
+}
+
+/// [`lane_sums`] of f(ch, a, b) for each channel of `chans`, over the planes of a and b
+/// read as N × C × plane: the same additions in the same order (sample by sample, then
+/// along the plane), but sweeping memory in order: for each sample the block's planes lie
+/// side by side, one stream for the prefetcher instead of a jump at every plane.
+fn block_lane_sums<T: Float, const K: usize>(
+    (a, b): (&[T], &[T]),
+    (c, plane): (usize, usize),
+    chans: std::ops::Range<usize>,
+    f: impl Fn(usize, T, T) -> [T; K],
+) -> Vec<[T; K]> {
+    let mut acc = vec![[[T::ZERO; LANES]; K]; chans.len()];
+    for s in 0..a.len() / (c * plane).max(1) {
+        let at = (s * c + chans.start) * plane;
+        let (a, b) = (
+            &a[at..][..chans.len() * plane],
+            &b[at..][..chans.len() * plane],
+        );
+        let planes = a.chunks_exact(plane).zip(b.chunks_exact(plane));
+        for ((acc, ch), pair) in acc.iter_mut().zip(chans.clone()).zip(planes) {
+            add_plane(acc, pair, |x, y| f(ch, x, y));
+        }
+    }
+    acc.into_iter().map(|acc| acc.map(pairwise_sum)).collect()
 }
 
 /// K sums per channel over the N × C rows of two tensors of the same shape: Σₙ f(a, b)[k]
@@ -112,16 +164,23 @@ fn channel_stats<T: Float>(x: &[T], c: usize, plane: usize) -> (Vec<T>, Vec<T>) 
     if plane == 1 {
         return row_stats(x, c, m);
     }
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let own = || planes(x, c, plane, ch).map(|p| (p, p));
-            let [sum] = lane_sums(own(), |v, _| [v]);
-            let mean = sum / m;
-            let [sq] = lane_sums(own(), |v, _| [(v - mean) * (v - mean)]);
-            (mean, sq / m)
-        })
-        .unzip()
+    // Both passes over one block of channels, whose values stay in L2 between them.
+    by_channel_blocks(c, |chans| {
+        let own = (x, x);
+        let sums = block_lane_sums(own, (c, plane), chans.clone(), |_, v, _| [v]);
+        let means: Vec<T> = sums.iter().map(|&[sum]| sum / m).collect();
+        let sq = block_lane_sums(own, (c, plane), chans.clone(), |ch, v, _| {
+            let d = v - means[ch - chans.start];
+            [d * d]
+        });
+        means
+            .into_iter()
+            .zip(sq)
+            .map(|(mean, [sq])| (mean, sq / m))
+            .collect()
+    })
+    .into_iter()
+    .unzip()
 }
 
 /// [`channel_stats`] of N × C rows (a dense layer's batch), sweeping the rows in order
@@ -184,15 +243,14 @@ fn grad_sums<T: Float>(
         });
         return (sum_g, sum_gx);
     }
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let pairs = planes(grad_out, c, plane, ch).zip(planes(x, c, plane, ch));
-            let (mu, inv) = (mean[ch], inv_std[ch]);
-            let [sum_g, sum_gx] = lane_sums(pairs, |g, x| [g, g * (x - mu) * inv]);
-            (sum_g, sum_gx)
+    by_channel_blocks(c, |chans| {
+        block_lane_sums((grad_out, x), (c, plane), chans, |ch, g, x| {
+            [g, g * (x - mean[ch]) * inv_std[ch]]
         })
-        .unzip()
+    })
+    .into_iter()
+    .map(|[sum_g, sum_gx]| (sum_g, sum_gx))
+    .unzip()
 }
 
 /// ∂L/∂x = γ·inv_std·(g − mean(g) − x̂·mean(g·x̂)) per channel, from the sums Σ g and Σ g·x̂.
