@@ -7,6 +7,7 @@ use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssi
 
 use crate::kernels::im2col::WindowRows;
 use crate::kernels::scratch::Stack;
+use crate::kernels::winograd::{Padded, LANES};
 
 /// A floating-point element type. Implemented for `f32` and `f64` only.
 ///
@@ -87,10 +88,39 @@ pub trait Float:
     fn scatter_add_windows(src: &[Self], base: &[usize], rows: WindowRows, dst: &mut [Self]) {
         crate::kernels::im2col::scatter_add_table(src, base, rows.plane, dst)
     }
+
+    /// The planes of channels `c0 .. c0 + lanes` of an image (C × h·w), one vector of 16
+    /// channels per pixel, into a zero-bordered slab for the Winograd transforms: see
+    /// [`crate::kernels::winograd::interleave_portable`]. `f32` transposes 16 × 16 blocks in
+    /// SIMD registers.
+    fn interleave_lanes(
+        image: &[Self],
+        chans: (usize, usize),
+        pad: Padded,
+        slab: &mut [[Self; LANES]],
+    ) {
+        crate::kernels::winograd::interleave_portable(image, chans, pad, slab)
+    }
+
+    /// The inverse of [`Float::interleave_lanes`]: see
+    /// [`crate::kernels::winograd::deinterleave_portable`].
+    fn deinterleave_lanes(
+        slab: &[[Self; LANES]],
+        chans: (usize, usize),
+        pad: Padded,
+        image: &mut [Self],
+    ) {
+        crate::kernels::winograd::deinterleave_portable(slab, chans, pad, image)
+    }
 }
 
 macro_rules! impl_float {
-    ($t:ty, $name:literal, $tanh:path $(, $gather:path, $scatter_add:path)?) => {
+    (
+        $t:ty,
+        $name:literal,
+        $tanh:path
+        $(, $gather:path, $scatter_add:path, $interleave:path, $deinterleave:path)?
+    ) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -160,6 +190,22 @@ macro_rules! impl_float {
                 ) {
                     $scatter_add(src, base, rows, dst)
                 }
+                fn interleave_lanes(
+                    image: &[Self],
+                    chans: (usize, usize),
+                    pad: Padded,
+                    slab: &mut [[Self; LANES]],
+                ) {
+                    $interleave(image, chans, pad, slab)
+                }
+                fn deinterleave_lanes(
+                    slab: &[[Self; LANES]],
+                    chans: (usize, usize),
+                    pad: Padded,
+                    image: &mut [Self],
+                ) {
+                    $deinterleave(slab, chans, pad, image)
+                }
             )?
         }
     };
@@ -170,6 +216,8 @@ impl_float!(
     "f32",
     crate::kernels::tanh::tanh_f32,
     crate::kernels::im2col::gather_windows_f32,
-    crate::kernels::im2col::scatter_add_windows_f32
+    crate::kernels::im2col::scatter_add_windows_f32,
+    crate::kernels::winograd::interleave_f32,
+    crate::kernels::winograd::deinterleave_f32
 );
 impl_float!(f64, "f64", f64::tanh);

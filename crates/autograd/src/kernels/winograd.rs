@@ -70,7 +70,7 @@ const PTS: usize = 5;
 /// Point pairs (p, q): one GEMM each.
 const PAIRS: usize = PTS * PTS;
 /// Channels transformed together, one per lane, so that the loops vectorise.
-const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 /// Fewer channels than this on either side and the im2col path is used.
 pub const MIN_CHANNELS: usize = 16;
 
@@ -118,47 +118,38 @@ fn kernel_fits(g: &Conv2dGeometry) -> bool {
         && g.checked_out_w().is_some()
 }
 
-/// The transform matrices in the element type, each also transposed.
-struct Mats<T> {
-    bt: [[T; PTS]; PTS],
-    b: [[T; PTS]; PTS],
-    g: [[T; 2]; PTS],
-    gt: [[T; PTS]; 2],
-    at: [[T; PTS]; TILE],
-    a: [[T; TILE]; PTS],
-}
+/// B = (Bᵀ)ᵀ, for the adjoint of the data transform.
+const B: [[f64; PTS]; PTS] = transpose(&BT);
+/// Gᵀ, for the adjoint of the kernel transform.
+const GT: [[f64; PTS]; 2] = transpose(&G);
+/// A = (Aᵀ)ᵀ, for the adjoint of the output transform.
+const A: [[f64; TILE]; PTS] = transpose(&AT);
 
-fn cast<T: Float, const R: usize, const C: usize>(m: &[[f64; C]; R]) -> [[T; C]; R] {
-    m.map(|row| row.map(T::from_f64))
-}
-
-fn transpose<const R: usize, const C: usize>(m: &[[f64; C]; R]) -> [[f64; R]; C] {
-    std::array::from_fn(|c| std::array::from_fn(|r| m[r][c]))
-}
-
-impl<T: Float> Mats<T> {
-    fn new() -> Self {
-        Mats {
-            bt: cast(&BT),
-            b: cast(&transpose(&BT)),
-            g: cast(&G),
-            gt: cast(&transpose(&G)),
-            at: cast(&AT),
-            a: cast(&transpose(&AT)),
+const fn transpose<const R: usize, const C: usize>(m: &[[f64; C]; R]) -> [[f64; R]; C] {
+    let mut t = [[0.0; R]; C];
+    let mut r = 0;
+    while r < R {
+        let mut c = 0;
+        while c < C {
+            t[c][r] = m[r][c];
+            c += 1;
         }
+        r += 1;
     }
+    t
 }
 
 /// Σ_i coefs[i] · x(i), lane by lane, skipping zero coefficients (the transforms are a
 /// third zeros).
 #[inline(always)]
 fn combine<'a, T: Float + 'a, const C: usize>(
-    coefs: &[T; C],
+    coefs: &[f64; C],
     x: impl Fn(usize) -> &'a Lanes<T>,
 ) -> Lanes<T> {
     let mut acc = [T::ZERO; LANES];
     for (i, &c) in coefs.iter().enumerate() {
-        if c != T::ZERO {
+        if c != 0.0 {
+            let c = T::from_f64(c);
             acc.iter_mut().zip(x(i)).for_each(|(a, &v)| *a += c * v);
         }
     }
@@ -184,9 +175,10 @@ impl<T: Float, const R: usize, const C: usize> Sandwich<T, R, C> {
         }
     }
 
-    /// out = m · x · mᵀ.
+    /// out = m · x · mᵀ, for one of the constant transform matrices, whose zeros and ones
+    /// the compiler folds away.
     #[inline(always)]
-    fn run(&mut self, m: &[[T; C]; R]) {
+    fn run(&mut self, m: &'static [[f64; C]; R]) {
         for (r, coefs) in m.iter().enumerate() {
             for j in 0..C {
                 self.rows[r][j] = combine(coefs, |i| &self.x[i][j]);
@@ -239,29 +231,252 @@ fn lanes_at_mut<T>(buf: &mut [T], at: usize) -> &mut Lanes<T> {
         .expect("a whole lane vector")
 }
 
-/// The planes of channels c0 .. c0 + lanes of an image (C × plane), interleaved: the slab
-/// holds one lane vector per pixel. Lanes past `lanes` are zero.
-#[inline(always)]
-fn interleave<T: Float>(image: &[T], plane: usize, c0: usize, lanes: usize, slab: &mut [Lanes<T>]) {
-    slab.fill([T::ZERO; LANES]);
-    for l in 0..lanes {
-        let src = &image[(c0 + l) * plane..][..plane];
-        slab.iter_mut().zip(src).for_each(|(v, &x)| v[l] = x);
+/// Where an image's planes lie in a slab: one lane vector per pixel (the same pixel of
+/// [`LANES`] consecutive channels), the `h × w` image at row and column `at` of an
+/// `sh × sw` slab whose border stays zero. Every window or tile of the transforms then lies
+/// inside the slab, and reads and writes it without bounds tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Padded {
+    /// Image height.
+    pub h: usize,
+    /// Image width.
+    pub w: usize,
+    /// Row and column of the slab where the image starts.
+    pub at: usize,
+    /// Slab height, at least `at + h`.
+    pub sh: usize,
+    /// Slab width, at least `at + w`.
+    pub sw: usize,
+}
+
+impl Padded {
+    /// A slab of zeros.
+    fn slab<T: Float>(&self) -> Vec<Lanes<T>> {
+        vec![[T::ZERO; LANES]; self.sh * self.sw]
+    }
+
+    /// The slab position of pixel p (row-major in the image).
+    fn pos(&self, p: usize) -> usize {
+        (p / self.w + self.at) * self.sw + p % self.w + self.at
+    }
+
+    /// Panics unless the image fits in the slab, `slab` is that slab, and the planes of
+    /// channels `c0 .. c0 + lanes` (`lanes` ≤ [`LANES`]) lie inside `image_len` values.
+    #[track_caller]
+    fn check(&self, image_len: usize, (c0, lanes): (usize, usize), slab_len: usize) {
+        assert!(
+            self.at + self.h <= self.sh
+                && self.at + self.w <= self.sw
+                && slab_len == self.sh * self.sw
+                && lanes <= LANES,
+            "interleave: {self:?} against a slab of {slab_len} vectors and {lanes} lanes"
+        );
+        let plane = self.h * self.w;
+        assert!(
+            (c0 + lanes) * plane <= image_len,
+            "interleave: channels {c0}..{} of {plane}-value planes past an image of \
+             {image_len} values",
+            c0 + lanes
+        );
     }
 }
 
-/// The inverse of [`interleave`]: lanes 0 .. lanes of the slab back into their planes.
-#[inline(always)]
-fn deinterleave<T: Float>(
-    slab: &[Lanes<T>],
-    plane: usize,
-    c0: usize,
-    lanes: usize,
+/// The planes of channels `c0 .. c0 + lanes` of `image` (C × h·w) into the image area of
+/// `slab`, one lane vector per pixel: `slab[pad.pos(p)][l] = image[(c0 + l)·h·w + p]`,
+/// and 0 in lanes l ≥ lanes. The portable form of [`Float::interleave_lanes`].
+///
+/// # Panics
+/// When the planes lie outside `image` or `slab` is not the slab `pad` describes.
+pub fn interleave_portable<T: Float>(
+    image: &[T],
+    (c0, lanes): (usize, usize),
+    pad: Padded,
+    slab: &mut [[T; LANES]],
+) {
+    pad.check(image.len(), (c0, lanes), slab.len());
+    let plane = pad.h * pad.w;
+    for p in 0..plane {
+        let v = &mut slab[pad.pos(p)];
+        for (l, v) in v.iter_mut().enumerate() {
+            *v = match l < lanes {
+                true => image[(c0 + l) * plane + p],
+                false => T::ZERO,
+            };
+        }
+    }
+}
+
+/// The inverse of [`interleave_portable`]: `image[(c0 + l)·h·w + p] = slab[pad.pos(p)][l]`
+/// for l < lanes. The portable form of [`Float::deinterleave_lanes`].
+///
+/// # Panics
+/// As [`interleave_portable`].
+pub fn deinterleave_portable<T: Float>(
+    slab: &[[T; LANES]],
+    (c0, lanes): (usize, usize),
+    pad: Padded,
     image: &mut [T],
 ) {
+    pad.check(image.len(), (c0, lanes), slab.len());
+    let plane = pad.h * pad.w;
     for l in 0..lanes {
         let dst = &mut image[(c0 + l) * plane..][..plane];
-        dst.iter_mut().zip(slab).for_each(|(x, v)| *x = v[l]);
+        for (p, x) in dst.iter_mut().enumerate() {
+            *x = slab[pad.pos(p)][l];
+        }
+    }
+}
+
+/// [`Float::interleave_lanes`] for f32: 16 pixels of 16 channels at a time, transposed in
+/// AVX-512 registers where the CPU has it.
+pub fn interleave_f32(
+    image: &[f32],
+    chans: (usize, usize),
+    pad: Padded,
+    slab: &mut [[f32; LANES]],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::im2col::x86::use_avx512() {
+        pad.check(image.len(), chans, slab.len());
+        // SAFETY: the CPU has AVX-512F (`use_avx512`); `check` has checked that the planes
+        // lie inside `image` and that `slab` is the whole slab of `pad`.
+        return unsafe { x86::interleave(image.as_ptr(), chans, pad, slab.as_mut_ptr()) };
+    }
+    interleave_portable(image, chans, pad, slab)
+}
+
+/// [`Float::deinterleave_lanes`] for f32, as [`interleave_f32`].
+pub fn deinterleave_f32(
+    slab: &[[f32; LANES]],
+    chans: (usize, usize),
+    pad: Padded,
+    image: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::im2col::x86::use_avx512() {
+        pad.check(image.len(), chans, slab.len());
+        // SAFETY: as in `interleave_f32`, with `image` written instead of read.
+        return unsafe { x86::deinterleave(slab.as_ptr(), chans, pad, image.as_mut_ptr()) };
+    }
+    deinterleave_portable(slab, chans, pad, image)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Padded, LANES};
+
+    /// The first `n` of 16 lanes.
+    fn first(n: usize) -> __mmask16 {
+        ((1u32 << n.min(16)) - 1) as __mmask16
+    }
+
+    /// Rows r₀ … r₁₅ of a 16 × 16 block as its columns: out[j][i] = r[i][j].
+    #[target_feature(enable = "avx512f")]
+    fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+        // t: pairs of rows interleaved within each 128-bit block.
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[i & !1], r[i | 1]);
+            match i % 2 {
+                0 => _mm512_unpacklo_ps(a, b),
+                _ => _mm512_unpackhi_ps(a, b),
+            }
+        });
+        // u[4q + e], block b: column 4b + e of rows 4q .. 4q + 4.
+        let u: [__m512; 16] = std::array::from_fn(|i| {
+            let (q, e) = (i / 4, i % 4);
+            let (a, b) = (t[4 * q + e / 2], t[4 * q + 2 + e / 2]);
+            match e % 2 {
+                0 => _mm512_shuffle_ps::<0x44>(a, b),
+                _ => _mm512_shuffle_ps::<0xEE>(a, b),
+            }
+        });
+        // For each e: blocks b of u[e], u[4 + e], u[8 + e], u[12 + e] gathered into column
+        // 4b + e, in two rounds of 128-bit block shuffles.
+        let mut out = [_mm512_setzero_ps(); 16];
+        for e in 0..4 {
+            let v0 = _mm512_shuffle_f32x4::<0x88>(u[e], u[4 + e]);
+            let v1 = _mm512_shuffle_f32x4::<0xDD>(u[e], u[4 + e]);
+            let v2 = _mm512_shuffle_f32x4::<0x88>(u[8 + e], u[12 + e]);
+            let v3 = _mm512_shuffle_f32x4::<0xDD>(u[8 + e], u[12 + e]);
+            out[e] = _mm512_shuffle_f32x4::<0x88>(v0, v2);
+            out[4 + e] = _mm512_shuffle_f32x4::<0x88>(v1, v3);
+            out[8 + e] = _mm512_shuffle_f32x4::<0xDD>(v0, v2);
+            out[12 + e] = _mm512_shuffle_f32x4::<0xDD>(v1, v3);
+        }
+        out
+    }
+
+    /// The slab positions of pixels p0 .. p0 + 16 (past the plane: repeats of the last).
+    #[inline(always)]
+    fn positions(pad: &Padded, p0: usize) -> [usize; 16] {
+        let plane = pad.h * pad.w;
+        let (mut at, mut x) = (pad.pos(p0), p0 % pad.w);
+        std::array::from_fn(|j| {
+            let here = at;
+            if p0 + j + 1 < plane {
+                // Step right, or to the start of the next image row.
+                x += 1;
+                at += if x == pad.w { pad.sw - pad.w + 1 } else { 1 };
+                x %= pad.w;
+            }
+            here
+        })
+    }
+
+    /// [`super::interleave_portable`] for f32.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F, and `pad.check` holds for `image` (read through the pointer)
+    /// and the slab `slab` points to.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn interleave(
+        image: *const f32,
+        (c0, lanes): (usize, usize),
+        pad: Padded,
+        slab: *mut [f32; LANES],
+    ) {
+        let plane = pad.h * pad.w;
+        for p0 in (0..plane).step_by(16) {
+            let (n, pos) = ((plane - p0).min(16), positions(&pad, p0));
+            let rows: [__m512; 16] = std::array::from_fn(|l| match l < lanes {
+                // SAFETY: pixels p0 .. p0 + n of channel c0 + l < c0 + lanes lie inside
+                // the image (`check`); masked lanes are not read.
+                true => unsafe {
+                    _mm512_maskz_loadu_ps(first(n), image.add((c0 + l) * plane + p0))
+                },
+                false => _mm512_setzero_ps(),
+            });
+            for (col, &at) in transpose16(rows).iter().zip(&pos).take(n) {
+                // SAFETY: `at` is a slab position of a pixel of the image (`check`).
+                unsafe { _mm512_storeu_ps(slab.add(at).cast(), *col) };
+            }
+        }
+    }
+
+    /// [`super::deinterleave_portable`] for f32.
+    ///
+    /// # Safety
+    /// As [`interleave`], with `image` writable.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn deinterleave(
+        slab: *const [f32; LANES],
+        (c0, lanes): (usize, usize),
+        pad: Padded,
+        image: *mut f32,
+    ) {
+        let plane = pad.h * pad.w;
+        for p0 in (0..plane).step_by(16) {
+            let (n, pos) = ((plane - p0).min(16), positions(&pad, p0));
+            // SAFETY: every position is a pixel's in the slab (`check`).
+            let cols = pos.map(|at| unsafe { _mm512_loadu_ps(slab.add(at).cast()) });
+            for (l, row) in transpose16(cols).into_iter().enumerate().take(lanes) {
+                // SAFETY: pixels p0 .. p0 + n of channel c0 + l < c0 + lanes lie inside
+                // the image (`check`); masked lanes are not written.
+                unsafe { _mm512_mask_storeu_ps(image.add((c0 + l) * plane + p0), first(n), row) };
+            }
+        }
     }
 }
 
@@ -340,205 +555,206 @@ impl Tiling {
         views
     }
 
-    /// The 10 × 10 input window of tile (ty, tx) starts at row 8·ty − 1, column 8·tx − 1;
-    /// `at(i, j)` is its (i, j) position in the plane, when inside.
-    fn window(&self, tile: usize) -> impl Fn(usize, usize) -> Option<usize> {
+    /// The data-side slab: x's H × W planes at (1, 1), with room for every tile's 10 × 10
+    /// input window, which for tile (ty, tx) starts at slab row 8·ty, column 8·tx.
+    fn data_slab(&self) -> Padded {
         let (h, w) = (self.g.h, self.g.w);
-        let (y0, x0) = (
-            (2 * TILE * (tile / self.tiles_x)) as isize - 1,
-            (2 * TILE * (tile % self.tiles_x)) as isize - 1,
-        );
-        move |i, j| {
-            let (y, x) = (y0 + i as isize, x0 + j as isize);
-            (y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w)
-                .then(|| y as usize * w + x as usize)
+        let (sh, sw) = (2 * TILE * self.tiles_y + 2, 2 * TILE * self.tiles_x + 2);
+        Padded {
+            h,
+            w,
+            at: 1,
+            sh,
+            sw,
         }
     }
 
-    /// Output tile `tile` covers rows 4·ty .., columns 4·tx ..; `at(u, v)` is its (u, v)
-    /// position in the output plane, when inside.
-    fn tile(&self, tile: usize) -> impl Fn(usize, usize) -> Option<usize> {
-        let (oh, ow) = (self.oh, self.ow);
-        let (y0, x0) = (TILE * (tile / self.tiles_x), TILE * (tile % self.tiles_x));
-        move |u, v| (y0 + u < oh && x0 + v < ow).then(|| (y0 + u) * ow + x0 + v)
+    /// The y-side slab: y's oh × ow planes at (0, 0), cut into whole 4 × 4 tiles.
+    fn y_slab(&self) -> Padded {
+        let (sh, sw) = (TILE * self.tiles_y, TILE * self.tiles_x);
+        Padded {
+            h: self.oh,
+            w: self.ow,
+            at: 0,
+            sh,
+            sw,
+        }
+    }
+
+    /// Where tile `tile` starts in a slab of row length `sw`, for tiles `side` pixels apart.
+    fn corner(&self, tile: usize, side: usize, sw: usize) -> usize {
+        side * (tile / self.tiles_x) * sw + side * (tile % self.tiles_x)
     }
 
     /// D = Bᵀ·d·B for every tile, phase and input channel of x (N × C_in × H × W).
     pub fn transform_data<T: Float>(&self, x: &[T]) -> Vec<T> {
-        let (c_in, k) = (self.g.c_in, self.depth());
-        let plane = self.g.h * self.g.w;
-        let mut d = scratch::take(PAIRS * self.rows() * k);
-        let views = self.per_sample(&mut d, k);
+        let sample = self.g.c_in * self.g.h * self.g.w;
+        let mut d = scratch::take(PAIRS * self.rows() * self.depth());
+        let views = self.per_sample(&mut d, self.depth());
         views.into_par_iter().enumerate().for_each(|(s, mut out)| {
+            let xs = &x[s * sample..][..sample];
             simd_scope(
                 self.avx512,
                 #[inline(always)]
-                || {
-                    let mats = Mats::<T>::new();
-                    {
-                        let xs = &x[s * c_in * plane..][..c_in * plane];
-                        let mut slab = vec![[T::ZERO; LANES]; plane];
-                        let mut t = Sandwich::<T, PTS, PTS>::new();
-                        for c0 in (0..c_in).step_by(LANES) {
-                            let lanes = LANES.min(c_in - c0);
-                            interleave(xs, plane, c0, lanes, &mut slab);
-                            for tile in 0..self.tiles() {
-                                let at = self.window(tile);
-                                for ph in 0..4 {
-                                    let (ry, rx) = (ph / 2, ph % 2);
-                                    // Phase (ry, rx) reads window rows 2a + 1 − ry, columns 2b + 1 − rx.
-                                    for (a, x_row) in t.x.iter_mut().enumerate() {
-                                        for (b, x) in x_row.iter_mut().enumerate() {
-                                            *x = match at(2 * a + 1 - ry, 2 * b + 1 - rx) {
-                                                Some(pos) => slab[pos],
-                                                None => [T::ZERO; LANES],
-                                            };
-                                        }
-                                    }
-                                    t.run(&mats.bt);
-                                    let col = tile * k + ph * self.c_in_pad + c0;
-                                    for (pq, dst) in out.iter_mut().enumerate() {
-                                        *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
-                                    }
-                                }
-                            }
-                        }
-                    }
-                },
-            )
+                || self.data_sample(xs, &mut out),
+            );
         });
         d
+    }
+
+    /// [`Self::transform_data`] of one sample `xs` (C_in × H × W) into its rows of every
+    /// plane.
+    #[inline(always)]
+    fn data_sample<T: Float>(&self, xs: &[T], out: &mut [&mut [T]]) {
+        let (c_in, k, pad) = (self.g.c_in, self.depth(), self.data_slab());
+        let mut slab = pad.slab();
+        let mut t = Sandwich::<T, PTS, PTS>::new();
+        for c0 in (0..c_in).step_by(LANES) {
+            T::interleave_lanes(xs, (c0, LANES.min(c_in - c0)), pad, &mut slab);
+            for tile in 0..self.tiles() {
+                let corner = self.corner(tile, 2 * TILE, pad.sw);
+                for ph in 0..4 {
+                    let (ry, rx) = (ph / 2, ph % 2);
+                    // Phase (ry, rx) reads window rows 2a + 1 − ry, columns 2b + 1 − rx.
+                    for (a, x_row) in t.x.iter_mut().enumerate() {
+                        let row = &slab[corner + (2 * a + 1 - ry) * pad.sw + 1 - rx..];
+                        for (b, x) in x_row.iter_mut().enumerate() {
+                            *x = row[2 * b];
+                        }
+                    }
+                    t.run(&BT);
+                    let col = tile * k + ph * self.c_in_pad + c0;
+                    for (pq, dst) in out.iter_mut().enumerate() {
+                        *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
+                    }
+                }
+            }
+        }
     }
 
     /// The adjoint of [`Self::transform_data`]: every tile's B·D̄·Bᵀ, added back into an
     /// N × C_in × H × W image where the windows overlap.
     pub fn inverse_data<T: Float>(&self, dbar: &[T]) -> Vec<T> {
-        let (c_in, k, rows) = (self.g.c_in, self.depth(), self.rows());
-        let plane = self.g.h * self.g.w;
-        let mut x = scratch::take(self.g.batch * c_in * plane);
-        x.par_chunks_mut(c_in * plane)
-            .enumerate()
-            .for_each(|(s, xs)| {
-                simd_scope(
-                    self.avx512,
-                    #[inline(always)]
-                    || {
-                        let mats = Mats::<T>::new();
-                        let mut slab = vec![[T::ZERO; LANES]; plane];
-                        let mut t = Sandwich::<T, PTS, PTS>::new();
-                        for c0 in (0..c_in).step_by(LANES) {
-                            let lanes = LANES.min(c_in - c0);
-                            slab.fill([T::ZERO; LANES]);
-                            for tile in 0..self.tiles() {
-                                let at = self.window(tile);
-                                let row = s * self.tiles() + tile;
-                                for ph in 0..4 {
-                                    let (ry, rx) = (ph / 2, ph % 2);
-                                    let col = row * k + ph * self.c_in_pad + c0;
-                                    for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
-                                        *x = *lanes_at(dbar, pq * rows * k + col);
-                                    }
-                                    t.run(&mats.b);
-                                    for (a, patch_row) in t.out.iter().enumerate() {
-                                        for (b, v) in patch_row.iter().enumerate() {
-                                            if let Some(pos) = at(2 * a + 1 - ry, 2 * b + 1 - rx) {
-                                                let acc = &mut slab[pos];
-                                                acc.iter_mut()
-                                                    .zip(v)
-                                                    .for_each(|(acc, &v)| *acc += v);
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                            deinterleave(&slab, plane, c0, lanes, xs);
-                        }
-                    },
-                )
-            });
+        let sample = self.g.c_in * self.g.h * self.g.w;
+        let mut x = scratch::take(self.g.batch * sample);
+        x.par_chunks_mut(sample).enumerate().for_each(|(s, xs)| {
+            simd_scope(
+                self.avx512,
+                #[inline(always)]
+                || self.inverse_data_sample(dbar, s, xs),
+            );
+        });
         x
+    }
+
+    /// [`Self::inverse_data`] of sample `s` into `xs` (C_in × H × W).
+    #[inline(always)]
+    fn inverse_data_sample<T: Float>(&self, dbar: &[T], s: usize, xs: &mut [T]) {
+        let (c_in, k, rows, pad) = (self.g.c_in, self.depth(), self.rows(), self.data_slab());
+        let mut slab = pad.slab();
+        let mut t = Sandwich::<T, PTS, PTS>::new();
+        for c0 in (0..c_in).step_by(LANES) {
+            slab.fill([T::ZERO; LANES]);
+            for tile in 0..self.tiles() {
+                let corner = self.corner(tile, 2 * TILE, pad.sw);
+                let row = s * self.tiles() + tile;
+                for ph in 0..4 {
+                    let (ry, rx) = (ph / 2, ph % 2);
+                    let col = row * k + ph * self.c_in_pad + c0;
+                    for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
+                        *x = *lanes_at(dbar, pq * rows * k + col);
+                    }
+                    t.run(&B);
+                    // Window positions in the slab's border are padding: their sums are
+                    // dropped with it.
+                    for (a, patch_row) in t.out.iter().enumerate() {
+                        let at = corner + (2 * a + 1 - ry) * pad.sw + 1 - rx;
+                        for (b, v) in patch_row.iter().enumerate() {
+                            let acc = &mut slab[at + 2 * b];
+                            acc.iter_mut().zip(v).for_each(|(acc, &v)| *acc += v);
+                        }
+                    }
+                }
+            }
+            T::deinterleave_lanes(&slab, (c0, LANES.min(c_in - c0)), pad, xs);
+        }
     }
 
     /// Ȳ = A·ȳ·Aᵀ for every 4 × 4 tile of y (N × C_out × oh × ow), zeros past its edges:
     /// the adjoint of [`Self::inverse_y`].
     pub fn transform_y<T: Float>(&self, y: &[T]) -> Vec<T> {
-        let (c_out, width) = (self.g.c_out, self.c_out_pad);
-        let plane = self.oh * self.ow;
-        let mut ybar = scratch::take(PAIRS * self.rows() * width);
-        let views = self.per_sample(&mut ybar, width);
+        let sample = self.g.c_out * self.oh * self.ow;
+        let mut ybar = scratch::take(PAIRS * self.rows() * self.c_out_pad);
+        let views = self.per_sample(&mut ybar, self.c_out_pad);
         views.into_par_iter().enumerate().for_each(|(s, mut out)| {
+            let ys = &y[s * sample..][..sample];
             simd_scope(
                 self.avx512,
                 #[inline(always)]
-                || {
-                    let mats = Mats::<T>::new();
-                    let ys = &y[s * c_out * plane..][..c_out * plane];
-                    let mut slab = vec![[T::ZERO; LANES]; plane];
-                    let mut t = Sandwich::<T, PTS, TILE>::new();
-                    for c0 in (0..c_out).step_by(LANES) {
-                        let lanes = LANES.min(c_out - c0);
-                        interleave(ys, plane, c0, lanes, &mut slab);
-                        for tile in 0..self.tiles() {
-                            let at = self.tile(tile);
-                            for (u, x_row) in t.x.iter_mut().enumerate() {
-                                for (v, x) in x_row.iter_mut().enumerate() {
-                                    *x = match at(u, v) {
-                                        Some(pos) => slab[pos],
-                                        None => [T::ZERO; LANES],
-                                    };
-                                }
-                            }
-                            t.run(&mats.a);
-                            let col = tile * width + c0;
-                            for (pq, dst) in out.iter_mut().enumerate() {
-                                *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
-                            }
-                        }
-                    }
-                },
-            )
+                || self.y_sample(ys, &mut out),
+            );
         });
         ybar
     }
 
+    /// [`Self::transform_y`] of one sample `ys` (C_out × oh × ow) into its rows of every
+    /// plane.
+    #[inline(always)]
+    fn y_sample<T: Float>(&self, ys: &[T], out: &mut [&mut [T]]) {
+        let (c_out, width, pad) = (self.g.c_out, self.c_out_pad, self.y_slab());
+        let mut slab = pad.slab();
+        let mut t = Sandwich::<T, PTS, TILE>::new();
+        for c0 in (0..c_out).step_by(LANES) {
+            T::interleave_lanes(ys, (c0, LANES.min(c_out - c0)), pad, &mut slab);
+            for tile in 0..self.tiles() {
+                let corner = self.corner(tile, TILE, pad.sw);
+                for (u, x_row) in t.x.iter_mut().enumerate() {
+                    x_row.copy_from_slice(&slab[corner + u * pad.sw..][..TILE]);
+                }
+                t.run(&A);
+                let col = tile * width + c0;
+                for (pq, dst) in out.iter_mut().enumerate() {
+                    *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
+                }
+            }
+        }
+    }
+
     /// y = Aᵀ·M·A for every tile, cut to N × C_out × oh × ow.
     pub fn inverse_y<T: Float>(&self, m: &[T]) -> Vec<T> {
-        let (c_out, width, rows) = (self.g.c_out, self.c_out_pad, self.rows());
-        let plane = self.oh * self.ow;
-        let mut y = scratch::take(self.g.batch * c_out * plane);
-        y.par_chunks_mut(c_out * plane)
-            .enumerate()
-            .for_each(|(s, ys)| {
-                simd_scope(
-                    self.avx512,
-                    #[inline(always)]
-                    || {
-                        let mats = Mats::<T>::new();
-                        let mut slab = vec![[T::ZERO; LANES]; plane];
-                        let mut t = Sandwich::<T, TILE, PTS>::new();
-                        for c0 in (0..c_out).step_by(LANES) {
-                            let lanes = LANES.min(c_out - c0);
-                            for tile in 0..self.tiles() {
-                                let at = self.tile(tile);
-                                let col = (s * self.tiles() + tile) * width + c0;
-                                for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
-                                    *x = *lanes_at(m, pq * rows * width + col);
-                                }
-                                t.run(&mats.at);
-                                for (u, t_row) in t.out.iter().enumerate() {
-                                    for (v, t) in t_row.iter().enumerate() {
-                                        if let Some(pos) = at(u, v) {
-                                            slab[pos] = *t;
-                                        }
-                                    }
-                                }
-                            }
-                            deinterleave(&slab, plane, c0, lanes, ys);
-                        }
-                    },
-                )
-            });
+        let sample = self.g.c_out * self.oh * self.ow;
+        let mut y = scratch::take(self.g.batch * sample);
+        y.par_chunks_mut(sample).enumerate().for_each(|(s, ys)| {
+            simd_scope(
+                self.avx512,
+                #[inline(always)]
+                || self.inverse_y_sample(m, s, ys),
+            );
+        });
         y
+    }
+
+    /// [`Self::inverse_y`] of sample `s` into `ys` (C_out × oh × ow).
+    #[inline(always)]
+    fn inverse_y_sample<T: Float>(&self, m: &[T], s: usize, ys: &mut [T]) {
+        let (c_out, width, rows, pad) = (self.g.c_out, self.c_out_pad, self.rows(), self.y_slab());
+        let mut slab = pad.slab();
+        let mut t = Sandwich::<T, TILE, PTS>::new();
+        for c0 in (0..c_out).step_by(LANES) {
+            for tile in 0..self.tiles() {
+                let corner = self.corner(tile, TILE, pad.sw);
+                let col = (s * self.tiles() + tile) * width + c0;
+                for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
+                    *x = *lanes_at(m, pq * rows * width + col);
+                }
+                t.run(&AT);
+                // Every tile lies inside the slab; what falls past y's edges is dropped.
+                for (u, t_row) in t.out.iter().enumerate() {
+                    slab[corner + u * pad.sw..][..TILE].copy_from_slice(t_row);
+                }
+            }
+            T::deinterleave_lanes(&slab, (c0, LANES.min(c_out - c0)), pad, ys);
+        }
     }
 
     /// W = G·h·Gᵀ for every phase of every kernel (C_out × C_in × 4 × 4), laid out
@@ -553,7 +769,6 @@ impl Tiling {
                     self.avx512,
                     #[inline(always)]
                     || {
-                        let mats = Mats::<T>::new();
                         if co >= self.g.c_out {
                             out.fill(T::ZERO);
                             return;
@@ -575,7 +790,7 @@ impl Tiling {
                                         }
                                     }
                                 }
-                                t.run(&mats.g);
+                                t.run(&G);
                                 let col = ph * self.c_in_pad + c0;
                                 for (pq, dst) in out.chunks_exact_mut(k).enumerate() {
                                     *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
@@ -601,7 +816,6 @@ impl Tiling {
                     self.avx512,
                     #[inline(always)]
                     || {
-                        let mats = Mats::<T>::new();
                         let mut t = Sandwich::<T, 2, PTS>::new();
                         for c0 in (0..c_in).step_by(LANES) {
                             let lanes = LANES.min(c_in - c0);
@@ -611,7 +825,7 @@ impl Tiling {
                                 for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
                                     *x = *lanes_at(gwt, pq * width * k + col);
                                 }
-                                t.run(&mats.gt);
+                                t.run(&GT);
                                 for (j, h_row) in t.out.iter().enumerate() {
                                     for (l, h) in h_row.iter().enumerate() {
                                         let t = tap(ry, j) * 4 + tap(rx, l);
