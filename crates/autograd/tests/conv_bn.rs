@@ -158,8 +158,31 @@ const CONV_CASES: [ConvCase; 7] = [
 ];
 
 /// Transposed cases: the DCGAN upsampling step (kernel 4, stride 2, padding 1), output
-/// padding 1 with and without padding, stride 1, non-square and even kernels.
-const TRANSPOSE_CASES: [ConvCase; 7] = [
+/// padding 1 with and without padding, stride 1, non-square and even kernels, and 1 × 1
+/// inputs without padding (DCGAN's first layer, a single product).
+const TRANSPOSE_CASES: [ConvCase; 9] = [
+    ConvCase {
+        batch: 3,
+        c_in: 4,
+        c_out: 2,
+        kernel: (3, 2),
+        stride: 1,
+        padding: 0,
+        h: 1,
+        w: 1,
+        output_padding: 0,
+    },
+    ConvCase {
+        batch: 2,
+        c_in: 3,
+        c_out: 3,
+        kernel: (4, 4),
+        stride: 2,
+        padding: 0,
+        h: 1,
+        w: 1,
+        output_padding: 0,
+    },
     ConvCase {
         batch: 2,
         c_in: 3,

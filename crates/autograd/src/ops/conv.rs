@@ -324,6 +324,9 @@ impl<T: Float + GemmScalar> Tensor<T> {
         if winograd::applies(&g) {
             return conv_transpose2d_winograd(self, weight, bias, Tiling::new(g));
         }
+        if (h, w, padding, output_padding) == (1, 1, 0, 0) {
+            return conv_transpose2d_of_pixels(self, weight, bias, g);
+        }
 
         let x_cm = to_channel_major(&self.data(), (batch, c_in, h * w));
         let mut y = conv_adjoint(&g, &x_cm, &weight.data());
@@ -353,6 +356,60 @@ impl<T: Float + GemmScalar> Tensor<T> {
         });
         Tensor::from_op(g.input_shape().to_vec(), y, gf)
     }
+}
+
+/// [`Tensor::conv_transpose2d`] of a 1 × 1 input without padding (DCGAN's first layer):
+/// each sample's output is its C_in values times the weight read as a C_in × (C_out·kh·kw)
+/// matrix, so the whole op is one product with nothing to fold,
+///
+/// ```text
+/// Y (N × C_out·kh·kw) = X (N × C_in) · W (C_in × C_out·kh·kw),   ∂X = G·Wᵀ,   ∂W = Xᵀ·G
+/// ```
+///
+/// `g` is the geometry of the convolution it is the adjoint of (its input is our output).
+fn conv_transpose2d_of_pixels<T: Float + GemmScalar>(
+    x: &Tensor<T>,
+    weight: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    g: Conv2dGeometry,
+) -> Tensor<T> {
+    let (n, c_in, out) = (g.batch, g.c_out, g.c_in * g.kh * g.kw);
+    let mut y = scratch::take(n * out);
+    let (x_mat, w_mat) = (x.data(), weight.data());
+    let w_view = MatRef::row_major(&w_mat, c_in, out);
+    gemm(
+        T::ONE,
+        MatRef::row_major(&x_mat, n, c_in),
+        w_view,
+        T::ZERO,
+        &mut y,
+    );
+    if let Some(b) = bias {
+        add_bias(&mut y, &b.data(), g.kh * g.kw);
+    }
+
+    let mut inputs = vec![x.clone(), weight.clone()];
+    inputs.extend(bias.cloned());
+    let gf = GradFn::new("conv_transpose2d", inputs, move |inp, _, grad_out| {
+        let (x, weight) = (&inp[0], &inp[1]);
+        let g_view = MatRef::row_major(grad_out, n, out);
+        if x.requires_grad() {
+            let mut gx = scratch::take(n * c_in);
+            let w = weight.data();
+            let w_t = MatRef::row_major(&w, c_in, out).t();
+            gemm(T::ONE, g_view, w_t, T::ZERO, &mut gx);
+            x.accumulate_grad_vec(gx);
+        }
+        if weight.requires_grad() {
+            let x_mat = x.data();
+            let x_t = MatRef::row_major(&x_mat, n, c_in).t();
+            weight.accumulate_grad_with(|gw, beta| gemm(T::ONE, x_t, g_view, beta, gw));
+        }
+        if let Some(b) = inp.get(2).filter(|b| b.requires_grad()) {
+            b.accumulate_grad_vec(bias_grad(grad_out, g.c_in, g.kh * g.kw));
+        }
+    });
+    Tensor::from_op(g.input_shape().to_vec(), y, gf)
 }
 
 /// `keep` when the gradient it serves will be taken, else back to scratch.
