@@ -56,19 +56,6 @@ fn to_channel_major<T: Float>(y: &[T], (n, c, l): (usize, usize, usize)) -> Vec<
     out
 }
 
-/// The inverse of [`to_channel_major`]: C × (N·L) → N × C × L.
-fn to_batch_major<T: Float>(yc: &[T], (n, c, l): (usize, usize, usize)) -> Vec<T> {
-    let mut out = scratch::take(yc.len());
-    out.par_chunks_mut((c * l).max(1))
-        .enumerate()
-        .for_each(|(s, sample)| {
-            for (ch, dst) in sample.chunks_exact_mut(l.max(1)).enumerate() {
-                dst.copy_from_slice(&yc[ch * n * l + s * l..][..l]);
-            }
-        });
-    out
-}
-
 /// The batch's columns (C_in·kh·kw × N·L) of x (N × C_in × H × W).
 fn batch_columns<T: Float>(g: &Conv2dGeometry, x: &[T]) -> Vec<T> {
     let mut cols = scratch::take(g.col_rows() * g.batch * g.col_cols());
@@ -76,18 +63,27 @@ fn batch_columns<T: Float>(g: &Conv2dGeometry, x: &[T]) -> Vec<T> {
     cols
 }
 
-/// y_n = W · columns(x_n) for every sample, as one product over the whole batch:
-/// Y (C_out × N·L) = W (C_out × C_in·kh·kw) · columns (C_in·kh·kw × N·L), then Y is
-/// regrouped by sample. `cols` are the [`batch_columns`] of x; y is N × C_out × oh × ow.
+/// y_n = W · columns(x_n) for every sample: one product per sample, on rayon over the
+/// samples, each reading its own L columns of the batch's (C_in·kh·kw × N·L) and writing
+/// its C_out × L outputs where they belong in y (N × C_out × oh × ow), with no regrouping.
+/// `cols` are the [`batch_columns`] of x.
 fn conv_forward<T: Float + GemmScalar>(g: &Conv2dGeometry, cols: &[T], weight: &[T]) -> Vec<T> {
     let (k, l) = (g.col_rows(), g.col_cols());
-    let nl = g.batch * l;
-    let mut y = scratch::take(g.c_out * nl);
+    let mut y = scratch::take(g.batch * g.c_out * l);
     let w = MatRef::row_major(weight, g.c_out, k);
-    gemm(T::ONE, w, MatRef::row_major(cols, k, nl), T::ZERO, &mut y);
-    let out = to_batch_major(&y, (g.batch, g.c_out, l));
-    scratch::give(y);
-    out
+    y.par_chunks_mut((g.c_out * l).max(1))
+        .enumerate()
+        .for_each(|(n, y_n)| {
+            let cols_n = MatRef {
+                data: &cols[(n * l).min(cols.len())..],
+                rows: k,
+                cols: l,
+                rs: g.batch * l,
+                cs: 1,
+            };
+            T::gemm_serial(T::ONE, w, cols_n, T::ZERO, y_n, l);
+        });
+    y
 }
 
 /// x_n = col2im(Wᵀ · y_n) for every sample, the adjoint of [`conv_forward`]: the columns of
