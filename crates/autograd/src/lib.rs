@@ -190,7 +190,7 @@ pub use element::Float;
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckError, GradcheckOptions};
 pub use kernels::im2col::Conv2dGeometry;
 pub use ops::sum_to_shape;
-pub use ops::BCE_EPS;
+pub use ops::{FusedActivation, BCE_EPS};
 pub use storage::{Device, Storage};
 pub use tape::{is_grad_enabled, no_grad, no_grad_guard, GradFn, NoGradGuard};
 pub use tensor::Tensor;

@@ -3,7 +3,7 @@
 //! shape errors.
 
 use autograd::kernels::im2col::{conv2d_naive, conv_transpose2d_naive};
-use autograd::{gradcheck, Conv2dGeometry, Tensor};
+use autograd::{gradcheck, Conv2dGeometry, FusedActivation, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -485,6 +485,82 @@ fn batch_norm_train_gradients_rank_2_and_4() {
             |t| t[0].batch_norm_train(&t[1], &t[2], 1e-5).0,
         );
     }
+}
+
+#[test]
+fn batch_norm_with_a_fused_activation_passes_the_gradient_check() {
+    let acts = [FusedActivation::Relu, FusedActivation::LeakyRelu(0.2)];
+    for (k, shape) in [&[5, 3][..], &[3, 2, 3, 2][..]].into_iter().enumerate() {
+        for act in acts {
+            let mut r = rng(260 + k as u64);
+            let c = shape[1];
+            let x = leaf(shape, &mut r);
+            let gamma = Tensor::rand_normal(&[c], 1.0, 0.5, &mut r).requires_grad_(true);
+            let beta = leaf(&[c], &mut r);
+            check(
+                &format!("batch_norm_train_then {shape:?} {act:?}"),
+                &[x, gamma, beta],
+                |t| t[0].batch_norm_train_then(&t[1], &t[2], 1e-5, act).0,
+            );
+        }
+    }
+}
+
+/// The fused op against batch norm and the activation as two ops, in f32: the same output
+/// and the same gradients of x, γ and β, to the bit.
+#[test]
+fn batch_norm_with_a_fused_activation_equals_the_two_ops() {
+    let acts = [
+        FusedActivation::Identity,
+        FusedActivation::Relu,
+        FusedActivation::LeakyRelu(0.2),
+    ];
+    for (k, shape) in [&[37, 5][..], &[6, 4, 5, 3][..]].into_iter().enumerate() {
+        for act in acts {
+            let run = |fused: bool| {
+                let mut r = rng(300 + k as u64);
+                let c = shape[1];
+                let leaf = |s: &[usize], r: &mut ChaCha8Rng| {
+                    Tensor::<f32>::rand_normal(s, 0.0, 1.0, r).requires_grad_(true)
+                };
+                let (x, gamma, beta) =
+                    (leaf(shape, &mut r), leaf(&[c], &mut r), leaf(&[c], &mut r));
+                let upstream = Tensor::<f32>::rand_normal(shape, 0.0, 1.0, &mut r);
+                let y = match fused {
+                    true => x.batch_norm_train_then(&gamma, &beta, 1e-5, act).0,
+                    false => {
+                        let v = x.batch_norm_train(&gamma, &beta, 1e-5).0;
+                        match act {
+                            FusedActivation::Identity => v,
+                            FusedActivation::Relu => v.relu(),
+                            FusedActivation::LeakyRelu(a) => v.leaky_relu(a as f32),
+                        }
+                    }
+                };
+                y.backward_with(&upstream.data());
+                let grads = [&x, &gamma, &beta].map(|t| t.grad().expect("a gradient").to_vec());
+                (y.to_vec(), grads)
+            };
+            let (fused, separate) = (run(true), run(false));
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fused.0), bits(&separate.0), "{shape:?} {act:?}: y");
+            for (name, (f, s)) in ["x", "γ", "β"].iter().zip(fused.1.iter().zip(&separate.1)) {
+                assert_eq!(bits(f), bits(s), "{shape:?} {act:?}: ∂L/∂{name}");
+            }
+            let negative = fused.0.iter().filter(|&&v| v < 0.0).count();
+            if act == FusedActivation::Relu {
+                assert_eq!(negative, 0, "{shape:?}: ReLU output below zero");
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "a fused leaky ReLU needs a positive slope, got -0.5")]
+fn batch_norm_with_a_leaky_relu_of_negative_slope_panics() {
+    let x = Tensor::<f64>::ones(&[4, 2]);
+    let (gamma, beta) = (Tensor::ones(&[2]), Tensor::zeros(&[2]));
+    let _ = x.batch_norm_train_then(&gamma, &beta, 1e-5, FusedActivation::LeakyRelu(-0.5));
 }
 
 #[test]

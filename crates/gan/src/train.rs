@@ -242,9 +242,8 @@ impl Gan {
 
     /// D's logits: every layer but the final sigmoid.
     pub fn discriminator_logits(&self, x: &Tensor) -> Tensor {
-        let layers = self.discriminator.layers();
-        let body = &layers[..layers.len() - 1];
-        body.iter().fold(x.clone(), |h, l| l.forward(&h))
+        let body = self.discriminator.layers().len() - 1;
+        self.discriminator.forward_first(x, body)
     }
 
     /// D's logits on a real and a fake batch. When no layer of D lets samples influence one

@@ -1,6 +1,6 @@
 //! Activations and reshaping as layers (no parameters).
 
-use autograd::Tensor;
+use autograd::{FusedActivation, Tensor};
 
 use crate::module::{Module, Scalar};
 
@@ -30,10 +30,30 @@ macro_rules! activation {
     };
 }
 
-activation!(
-    /// max(x, 0), elementwise.
-    Relu, "ReLU", |x| x.relu()
-);
+/// max(x, 0), elementwise.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Relu;
+
+impl<T: Scalar> Module<T> for Relu {
+    fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
+        x.relu()
+    }
+    fn parameters(&self) -> Vec<(String, Tensor<T>)> {
+        Vec::new()
+    }
+    fn describe(&self) -> String {
+        "ReLU".to_string()
+    }
+    fn output_shape(&self, input: &[usize]) -> Vec<usize> {
+        input.to_vec()
+    }
+    fn mixes_samples(&self) -> bool {
+        false
+    }
+    fn as_fused_activation(&self) -> Option<FusedActivation> {
+        Some(FusedActivation::Relu)
+    }
+}
 activation!(
     /// tanh x, elementwise.
     Tanh, "Tanh", |x| x.tanh()
@@ -53,6 +73,9 @@ impl<T: Scalar> Module<T> for LeakyRelu {
     }
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         x.leaky_relu(T::from_f64(self.0))
+    }
+    fn as_fused_activation(&self) -> Option<FusedActivation> {
+        (self.0 > 0.0).then_some(FusedActivation::LeakyRelu(self.0))
     }
     fn parameters(&self) -> Vec<(String, Tensor<T>)> {
         Vec::new()

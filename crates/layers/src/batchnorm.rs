@@ -3,7 +3,7 @@
 use std::cell::Cell;
 
 use autograd::shape::op_panic;
-use autograd::Tensor;
+use autograd::{FusedActivation, Tensor};
 
 use crate::module::{Module, Scalar};
 
@@ -97,6 +97,21 @@ impl<T: Scalar> BatchNorm<T> {
     }
 
     /// Blends one batch's statistics into the running ones; `n` values per channel.
+    /// The channel count, after checking that x is (N, C) or (N, C, H, W) with C of them.
+    #[track_caller]
+    fn check_input(&self, x: &Tensor<T>) -> usize {
+        let c = self.channels();
+        let s = x.shape();
+        if !(s.len() == 2 || s.len() == 4) || s[1] != c {
+            op_panic(
+                "BatchNorm",
+                s,
+                &format!("expected (N, {c}) or (N, {c}, H, W)"),
+            );
+        }
+        c
+    }
+
     fn update_running(&self, mean: &[T], var: &[T], n: usize) {
         let keep = T::from_f64(self.momentum);
         let take = T::ONE - keep;
@@ -120,15 +135,7 @@ impl<T: Scalar> Module<T> for BatchNorm<T> {
     /// When `x` is not (N, C) or (N, C, H, W) with this layer's C.
     #[track_caller]
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
-        let c = self.channels();
-        let s = x.shape();
-        if !(s.len() == 2 || s.len() == 4) || s[1] != c {
-            op_panic(
-                "BatchNorm",
-                s,
-                &format!("expected (N, {c}) or (N, {c}, H, W)"),
-            );
-        }
+        let c = self.check_input(x);
         let eps = T::from_f64(self.eps);
 
         if !self.training.get() {
@@ -139,6 +146,21 @@ impl<T: Scalar> Module<T> for BatchNorm<T> {
         let (y, mean, var) = x.batch_norm_train(&self.weight, &self.bias, eps);
         self.update_running(&mean, &var, x.numel() / c);
         y
+    }
+
+    /// In training mode, batch norm and `act` as one op
+    /// ([`Tensor::batch_norm_train_then`]); in evaluation mode `None`, and the activation
+    /// runs as its own layer.
+    #[track_caller]
+    fn forward_then(&self, x: &Tensor<T>, act: FusedActivation) -> Option<Tensor<T>> {
+        if !self.training.get() {
+            return None;
+        }
+        let c = self.check_input(x);
+        let eps = T::from_f64(self.eps);
+        let (y, mean, var) = x.batch_norm_train_then(&self.weight, &self.bias, eps, act);
+        self.update_running(&mean, &var, x.numel() / c);
+        Some(y)
     }
 
     fn parameters(&self) -> Vec<(String, Tensor<T>)> {

@@ -2,7 +2,7 @@
 
 use autograd::kernels::adam::AdamKernel;
 use autograd::kernels::gemm::GemmScalar;
-use autograd::{Float, Tensor};
+use autograd::{Float, FusedActivation, Tensor};
 
 /// Element types layers run in: `f32` for training, `f64` for gradient checks.
 pub trait Scalar: Float + GemmScalar + AdamKernel {}
@@ -38,6 +38,19 @@ pub trait Module<T: Scalar = f32> {
     /// layer that does not say.
     fn mixes_samples(&self) -> bool {
         true
+    }
+
+    /// The activation this layer is, when a layer before it may apply it as part of its
+    /// own op ([`Module::forward_then`]). `None` for any other layer.
+    fn as_fused_activation(&self) -> Option<FusedActivation> {
+        None
+    }
+
+    /// `act(self.forward(x))` as one op, for a layer that can apply the activation to its
+    /// own output (batch norm in training mode), saving a pass over memory each way; `None`
+    /// when it cannot, and the caller runs the two layers one after the other.
+    fn forward_then(&self, _x: &Tensor<T>, _act: FusedActivation) -> Option<Tensor<T>> {
+        None
     }
 
     /// Number of learnable scalars.
@@ -98,6 +111,26 @@ impl<T: Scalar> Sequential<T> {
         &self.layers
     }
 
+    /// Runs the first `count` layers (all of them when `count` is larger), as
+    /// [`Module::forward`] runs them all: a layer followed by an activation it can fuse
+    /// ([`Module::forward_then`]) runs both as one op, with the same results.
+    pub fn forward_first(&self, x: &Tensor<T>, count: usize) -> Tensor<T> {
+        let layers = &self.layers[..count.min(self.layers.len())];
+        let mut h = x.clone();
+        let mut i = 0;
+        while let Some(layer) = layers.get(i) {
+            let next = layers.get(i + 1);
+            let fused = next
+                .and_then(|n| n.as_fused_activation())
+                .and_then(|act| layer.forward_then(&h, act));
+            (h, i) = match fused {
+                Some(y) => (y, i + 2),
+                None => (layer.forward(&h), i + 1),
+            };
+        }
+        h
+    }
+
     /// One row per layer for an input of shape `input` (batch axis included), like Keras'
     /// `model.summary()`.
     pub fn summary(&self, input: &[usize]) -> Vec<SummaryRow> {
@@ -123,12 +156,10 @@ fn prefixed<T: Scalar>(prefix: usize, v: Vec<(String, Tensor<T>)>) -> Vec<(Strin
 }
 
 impl<T: Scalar> Module<T> for Sequential<T> {
+    /// Runs the layers in order; a layer followed by an activation it can fuse
+    /// ([`Module::forward_then`]) runs both as one op, with the same results.
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
-        let mut h = x.clone();
-        for l in &self.layers {
-            h = l.forward(&h);
-        }
-        h
+        self.forward_first(x, self.layers.len())
     }
 
     fn parameters(&self) -> Vec<(String, Tensor<T>)> {

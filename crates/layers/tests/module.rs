@@ -167,3 +167,131 @@ fn sequential_names_parameters_and_buffers_by_position() {
     );
     assert_eq!(names(model.buffers()), ["2.running_mean", "2.running_var"]);
 }
+
+/// A network whose batch norms are followed by ReLU and LeakyReLU, which `Sequential`
+/// runs as fused ops in training mode.
+fn normed_net(rng: &mut ChaCha8Rng) -> Sequential {
+    Sequential::new()
+        .with(Conv2d::new(2, 4, 3, 1, 1, false, Init::Normal(0.5), rng))
+        .with(BatchNorm::new(4))
+        .with(Relu)
+        .with(Flatten)
+        .with(Dense::new(4 * 5 * 5, 6, Init::GlorotUniform, rng))
+        .with(BatchNorm::new(6))
+        .with(LeakyRelu(0.2))
+}
+
+/// The output, the gradient of every parameter and the running statistics of `net` after
+/// one training forward and backward pass; with `fused`, through `Sequential::forward`,
+/// else layer by layer.
+fn one_step(net: &Sequential, fused: bool) -> Vec<Vec<f32>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let x = Tensor::<f32>::rand_normal(&[7, 2, 5, 5], 0.0, 1.0, &mut rng);
+    let y = match fused {
+        true => net.forward(&x),
+        false => net.layers().iter().fold(x, |h, l| l.forward(&h)),
+    };
+    y.sum().backward();
+    let mut out = vec![y.to_vec()];
+    out.extend(
+        net.parameters()
+            .iter()
+            .map(|(_, p)| p.grad().expect("grad").to_vec()),
+    );
+    out.extend(net.buffers().iter().map(|(_, b)| b.to_vec()));
+    out
+}
+
+#[test]
+fn sequential_fuses_batch_norm_and_activation_without_changing_results() {
+    let fused = one_step(&normed_net(&mut ChaCha8Rng::seed_from_u64(7)), true);
+    let separate = one_step(&normed_net(&mut ChaCha8Rng::seed_from_u64(7)), false);
+    assert_eq!(fused.len(), separate.len());
+    for (i, (f, s)) in fused.iter().zip(&separate).enumerate() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(f), bits(s), "tensor {i} differs");
+    }
+    // The ReLU after the first norm did act: some outputs of the first block are clipped.
+    let net = normed_net(&mut ChaCha8Rng::seed_from_u64(7));
+    let x = Tensor::<f32>::rand_normal(&[7, 2, 5, 5], 0.0, 1.0, &mut ChaCha8Rng::seed_from_u64(3));
+    let first = net.layers()[..3].iter().fold(x, |h, l| l.forward(&h));
+    assert!(first.to_vec().contains(&0.0));
+}
+
+#[test]
+fn batch_norm_in_evaluation_mode_does_not_fuse() {
+    let bn = BatchNorm::<f32>::new(3);
+    let x = Tensor::<f32>::ones(&[2, 3]);
+    assert!(bn
+        .forward_then(&x, autograd::FusedActivation::Relu)
+        .is_some());
+    bn.set_training(false);
+    assert!(bn
+        .forward_then(&x, autograd::FusedActivation::Relu)
+        .is_none());
+    assert_eq!(
+        Module::<f32>::as_fused_activation(&LeakyRelu(0.2)),
+        Some(autograd::FusedActivation::LeakyRelu(0.2))
+    );
+    assert_eq!(Module::<f32>::as_fused_activation(&LeakyRelu(-0.1)), None);
+    assert_eq!(Module::<f32>::as_fused_activation(&Tanh), None);
+}
+
+/// A layer that records whether `Sequential` asked it to apply the next layer's activation.
+struct Probe(std::cell::Cell<Option<autograd::FusedActivation>>);
+
+impl Module<f32> for Probe {
+    fn forward(&self, x: &Tensor<f32>) -> Tensor<f32> {
+        x.clone()
+    }
+    fn forward_then(&self, x: &Tensor<f32>, act: autograd::FusedActivation) -> Option<Tensor<f32>> {
+        self.0.set(Some(act));
+        Some(x.relu())
+    }
+    fn parameters(&self) -> Vec<(String, Tensor<f32>)> {
+        Vec::new()
+    }
+    fn describe(&self) -> String {
+        "Probe".to_string()
+    }
+    fn output_shape(&self, input: &[usize]) -> Vec<usize> {
+        input.to_vec()
+    }
+}
+
+#[test]
+fn sequential_offers_a_layer_the_activation_after_it() {
+    let probe = std::rc::Rc::new(Probe(std::cell::Cell::new(None)));
+    struct Shared(std::rc::Rc<Probe>);
+    impl Module<f32> for Shared {
+        fn forward(&self, x: &Tensor<f32>) -> Tensor<f32> {
+            self.0.forward(x)
+        }
+        fn forward_then(
+            &self,
+            x: &Tensor<f32>,
+            act: autograd::FusedActivation,
+        ) -> Option<Tensor<f32>> {
+            self.0.forward_then(x, act)
+        }
+        fn parameters(&self) -> Vec<(String, Tensor<f32>)> {
+            Vec::new()
+        }
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        fn output_shape(&self, input: &[usize]) -> Vec<usize> {
+            input.to_vec()
+        }
+    }
+    let net = Sequential::new()
+        .with(Shared(probe.clone()))
+        .with(LeakyRelu(0.5));
+    let y = net.forward(&Tensor::from_vec(vec![-1.0, 2.0], &[1, 2]));
+    assert_eq!(
+        probe.0.get(),
+        Some(autograd::FusedActivation::LeakyRelu(0.5))
+    );
+    // The probe's fused op (a ReLU) replaced both layers: the leaky ReLU did not run again.
+    assert_eq!(y.to_vec(), vec![0.0, 2.0]);
+}

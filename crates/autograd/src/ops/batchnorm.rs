@@ -18,6 +18,152 @@ use crate::shape::{op_panic, shape_panic};
 use crate::tape::GradFn;
 use crate::tensor::Tensor;
 
+/// An activation that [`Tensor::batch_norm_train_then`] applies to its own output, y =
+/// act(γ·x̂ + β): a separate activation op would cost another pass over memory each way,
+/// and its backward would read x, y and g.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FusedActivation {
+    /// None: y = γ·x̂ + β.
+    Identity,
+    /// max(v, 0), as [`Tensor::relu`].
+    Relu,
+    /// v for v > 0, αv otherwise, as [`Tensor::leaky_relu`]; α must be positive.
+    LeakyRelu(f64),
+}
+
+/// A [`FusedActivation`] as a type, so that the loops that apply it are compiled once per
+/// activation instead of testing the variant at every element.
+trait Act: Copy + Send + Sync {
+    /// Whether this is the identity, which the backward pass then skips.
+    const IDENTITY: bool;
+
+    /// act(v), with the same arithmetic as the separate op.
+    fn apply<T: Float>(self, v: T) -> T;
+
+    /// g·act′(v) at the pre-activation v, as the separate op's backward.
+    fn grad<T: Float>(self, v: T, g: T) -> T;
+}
+
+#[derive(Clone, Copy)]
+struct Identity;
+
+impl Act for Identity {
+    const IDENTITY: bool = true;
+
+    #[inline(always)]
+    fn apply<T: Float>(self, v: T) -> T {
+        v
+    }
+
+    #[inline(always)]
+    fn grad<T: Float>(self, _: T, g: T) -> T {
+        g
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Relu;
+
+impl Act for Relu {
+    const IDENTITY: bool = false;
+
+    #[inline(always)]
+    fn apply<T: Float>(self, v: T) -> T {
+        if v > T::ZERO {
+            v
+        } else {
+            T::ZERO
+        }
+    }
+
+    #[inline(always)]
+    fn grad<T: Float>(self, v: T, g: T) -> T {
+        if v > T::ZERO {
+            g
+        } else {
+            T::ZERO
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct LeakyRelu(f64);
+
+impl Act for LeakyRelu {
+    const IDENTITY: bool = false;
+
+    #[inline(always)]
+    fn apply<T: Float>(self, v: T) -> T {
+        if v > T::ZERO {
+            v
+        } else {
+            T::from_f64(self.0) * v
+        }
+    }
+
+    #[inline(always)]
+    fn grad<T: Float>(self, v: T, g: T) -> T {
+        if v > T::ZERO {
+            g
+        } else {
+            T::from_f64(self.0) * g
+        }
+    }
+}
+
+/// Evaluates `$body` with `$a` bound to the [`Act`] type of the [`FusedActivation`] `$act`.
+macro_rules! with_act {
+    ($act:expr, |$a:ident| $body:expr) => {
+        match $act {
+            FusedActivation::Identity => {
+                let $a = Identity;
+                $body
+            }
+            FusedActivation::Relu => {
+                let $a = Relu;
+                $body
+            }
+            FusedActivation::LeakyRelu(alpha) => {
+                let $a = LeakyRelu(alpha);
+                $body
+            }
+        }
+    };
+}
+
+/// The per-channel affine map of batch norm, v = scale·(x − μ) + β with scale = γ·inv_std,
+/// and the activation after it: what the backward pass needs to turn the gradient of y
+/// into the gradient of v, recomputing v from x exactly as the forward pass did.
+struct Affine<'a, T, A> {
+    act: A,
+    scale: Vec<T>,
+    mean: &'a [T],
+    beta: &'a [T],
+}
+
+impl<'a, T: Float, A: Act> Affine<'a, T, A> {
+    fn new(act: A, gamma: &[T], inv_std: &[T], mean: &'a [T], beta: &'a [T]) -> Self {
+        let scale = gamma.iter().zip(inv_std).map(|(&g, &s)| g * s).collect();
+        Affine {
+            act,
+            scale,
+            mean,
+            beta,
+        }
+    }
+
+    /// For channel ch, (g, x) ↦ ∂L/∂v from g = ∂L/∂y at value x, with the channel's
+    /// constants taken out of the loop that calls it.
+    #[inline(always)]
+    fn at(&self, ch: usize) -> impl Fn(T, T) -> T {
+        let (scale, mu, beta, act) = (self.scale[ch], self.mean[ch], self.beta[ch], self.act);
+        move |g, x| match A::IDENTITY {
+            true => g,
+            false => act.grad(scale * (x - mu) + beta, g),
+        }
+    }
+}
+
 /// The channel count C and the plane size (1, or H·W) of a batch-norm input, which is read
 /// as N × C × plane.
 #[track_caller]
@@ -110,11 +256,11 @@ fn by_channel_blocks<R: Send>(
 /// read as N × C × plane: the same additions in the same order (sample by sample, then
 /// along the plane), but sweeping memory in order: for each sample the block's planes lie
 /// side by side, one stream for the prefetcher instead of a jump at every plane.
-fn block_lane_sums<T: Float, const K: usize>(
+fn block_lane_sums<T: Float, const K: usize, F: Fn(T, T) -> [T; K]>(
     (a, b): (&[T], &[T]),
     (c, plane): (usize, usize),
     chans: std::ops::Range<usize>,
-    f: impl Fn(usize, T, T) -> [T; K],
+    f: impl Fn(usize) -> F,
 ) -> Vec<[T; K]> {
     let mut acc = vec![[[T::ZERO; LANES]; K]; chans.len()];
     for s in 0..a.len() / (c * plane).max(1) {
@@ -125,7 +271,7 @@ fn block_lane_sums<T: Float, const K: usize>(
         );
         let planes = a.chunks_exact(plane).zip(b.chunks_exact(plane));
         for ((acc, ch), pair) in acc.iter_mut().zip(chans.clone()).zip(planes) {
-            add_plane(acc, pair, |x, y| f(ch, x, y));
+            add_plane(acc, pair, f(ch));
         }
     }
     acc.into_iter().map(|acc| acc.map(pairwise_sum)).collect()
@@ -135,16 +281,16 @@ fn block_lane_sums<T: Float, const K: usize>(
 /// for each channel, with row n going to partial sum n mod [`LANES`] as in [`lane_sums`],
 /// so that both layouts of the same values give the same bits. The loop runs along the
 /// channels of a row, which vectorises.
-fn row_lane_sums<T: Float, const K: usize>(
+fn row_lane_sums<T: Float, const K: usize, F: Fn(T, T) -> [T; K]>(
     (a, b): (&[T], &[T]),
     c: usize,
-    f: impl Fn(usize, T, T) -> [T; K],
+    f: impl Fn(usize) -> F,
 ) -> [Vec<T>; K] {
     let mut acc: [Vec<T>; K] = std::array::from_fn(|_| vec![T::ZERO; LANES * c]);
     for (n, (ra, rb)) in a.chunks_exact(c).zip(b.chunks_exact(c)).enumerate() {
         let l = n % LANES;
         for ch in 0..c {
-            let v = f(ch, ra[ch], rb[ch]);
+            let v = f(ch)(ra[ch], rb[ch]);
             for k in 0..K {
                 acc[k][l * c + ch] += v[k];
             }
@@ -167,11 +313,11 @@ fn channel_stats<T: Float>(x: &[T], c: usize, plane: usize) -> (Vec<T>, Vec<T>) 
     // Both passes over one block of channels, whose values stay in L2 between them.
     by_channel_blocks(c, |chans| {
         let own = (x, x);
-        let sums = block_lane_sums(own, (c, plane), chans.clone(), |_, v, _| [v]);
+        let sums = block_lane_sums(own, (c, plane), chans.clone(), |_| |v, _| [v]);
         let means: Vec<T> = sums.iter().map(|&[sum]| sum / m).collect();
-        let sq = block_lane_sums(own, (c, plane), chans.clone(), |ch, v, _| {
-            let d = v - means[ch - chans.start];
-            [d * d]
+        let sq = block_lane_sums(own, (c, plane), chans.clone(), |ch| {
+            let mean = means[ch - chans.start];
+            move |v, _| [(v - mean) * (v - mean)]
         });
         means
             .into_iter()
@@ -186,30 +332,26 @@ fn channel_stats<T: Float>(x: &[T], c: usize, plane: usize) -> (Vec<T>, Vec<T>) 
 /// [`channel_stats`] of N × C rows (a dense layer's batch), sweeping the rows in order
 /// (see [`row_lane_sums`]).
 fn row_stats<T: Float>(x: &[T], c: usize, m: T) -> (Vec<T>, Vec<T>) {
-    let [mut mean] = row_lane_sums((x, x), c, |_, v, _| [v]);
+    let [mut mean] = row_lane_sums((x, x), c, |_| |v, _| [v]);
     mean.iter_mut().for_each(|s| *s /= m);
-    let [mut var] = row_lane_sums((x, x), c, |ch, v, _| [(v - mean[ch]) * (v - mean[ch])]);
+    let [mut var] = row_lane_sums((x, x), c, |ch| {
+        let mean = mean[ch];
+        move |v, _| [(v - mean) * (v - mean)]
+    });
     var.iter_mut().for_each(|s| *s /= m);
     (mean, var)
 }
 
-/// y = γ·(x − μ)·inv_std + β per channel.
-fn normalize<T: Float>(
-    x: &[T],
-    mean: &[T],
-    inv_std: &[T],
-    gamma: &[T],
-    beta: &[T],
-    plane: usize,
-) -> Vec<T> {
-    let c = mean.len();
-    let scale: Vec<T> = gamma.iter().zip(inv_std).map(|(&g, &s)| g * s).collect();
+/// y = act(γ·(x − μ)·inv_std + β) per channel.
+fn normalize<T: Float, A: Act>(x: &[T], affine: &Affine<T, A>, plane: usize) -> Vec<T> {
+    let (c, act) = (affine.mean.len(), affine.act);
+    let (scale, mean, beta) = (&affine.scale, affine.mean, affine.beta);
     let mut y = scratch::take(x.len());
     if plane == 1 {
         // N × C rows: a row at a time, so that the loop runs along the channels.
         for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
             for (ch, (y, &x)) in y.iter_mut().zip(x).enumerate() {
-                *y = scale[ch] * (x - mean[ch]) + beta[ch];
+                *y = act.apply(scale[ch] * (x - mean[ch]) + beta[ch]);
             }
         }
         return y;
@@ -221,52 +363,55 @@ fn normalize<T: Float>(
             let ch = i % c;
             let (scale, mu, shift) = (scale[ch], mean[ch], beta[ch]);
             for (y, &x) in y.iter_mut().zip(x) {
-                *y = scale * (x - mu) + shift;
+                *y = act.apply(scale * (x - mu) + shift);
             }
         });
     y
 }
 
-/// Per channel, Σ g and Σ g·x̂: the gradients of β and γ, which both modes need.
-fn grad_sums<T: Float>(
+/// Per channel, Σ g and Σ g·x̂: the gradients of β and γ, which both modes need. g is
+/// first taken back through the activation of `affine`.
+fn grad_sums<T: Float, A: Act>(
     grad_out: &[T],
     x: &[T],
-    mean: &[T],
-    inv_std: &[T],
+    (mean, inv_std): (&[T], &[T]),
+    affine: &Affine<T, A>,
     plane: usize,
 ) -> (Vec<T>, Vec<T>) {
     let c = mean.len();
+    let sums = |ch: usize| {
+        let (through, mu, inv) = (affine.at(ch), mean[ch], inv_std[ch]);
+        move |g, x| {
+            let g = through(g, x);
+            [g, g * (x - mu) * inv]
+        }
+    };
     if plane == 1 {
         // N × C rows: the same partial sums as the per-channel path.
-        let [sum_g, sum_gx] = row_lane_sums((grad_out, x), c, |ch, g, x| {
-            [g, g * (x - mean[ch]) * inv_std[ch]]
-        });
+        let [sum_g, sum_gx] = row_lane_sums((grad_out, x), c, sums);
         return (sum_g, sum_gx);
     }
     by_channel_blocks(c, |chans| {
-        block_lane_sums((grad_out, x), (c, plane), chans, |ch, g, x| {
-            [g, g * (x - mean[ch]) * inv_std[ch]]
-        })
+        block_lane_sums((grad_out, x), (c, plane), chans, sums)
     })
     .into_iter()
     .map(|[sum_g, sum_gx]| (sum_g, sum_gx))
     .unzip()
 }
 
-/// ∂L/∂x = γ·inv_std·(g − mean(g) − x̂·mean(g·x̂)) per channel, from the sums Σ g and Σ g·x̂.
-fn train_grad_input<T: Float>(
+/// ∂L/∂x = γ·inv_std·(g − mean(g) − x̂·mean(g·x̂)) per channel, from the sums Σ g and Σ g·x̂,
+/// where g is ∂L/∂y taken back through the activation of `affine`.
+fn train_grad_input<T: Float, A: Act>(
     grad_out: &[T],
     x: &[T],
-    gamma: &[T],
-    mean: &[T],
-    inv_std: &[T],
+    (affine, inv_std): (&Affine<T, A>, &[T]),
     (sum_g, sum_gx): (&[T], &[T]),
     plane: usize,
 ) -> Vec<T> {
+    let (mean, scale) = (affine.mean, &affine.scale);
     let c = mean.len();
     let m = T::from_usize(x.len() / c);
-    // Per channel: γ·inv_std, mean(g) and mean(g·x̂).
-    let scale: Vec<T> = gamma.iter().zip(inv_std).map(|(&g, &s)| g * s).collect();
+    // Per channel: mean(g) and mean(g·x̂).
     let mean_g: Vec<T> = sum_g.iter().map(|&s| s / m).collect();
     let mean_gx: Vec<T> = sum_gx.iter().map(|&s| s / m).collect();
     // The formula for one value of channel ch, from that channel's constants.
@@ -281,7 +426,7 @@ fn train_grad_input<T: Float>(
         let rows = grad_input.chunks_exact_mut(c).zip(grad_out.chunks_exact(c));
         for ((gi, g), x) in rows.zip(x.chunks_exact(c)) {
             for ch in 0..c {
-                gi[ch] = at(g[ch], x[ch], consts(ch));
+                gi[ch] = at(affine.at(ch)(g[ch], x[ch]), x[ch], consts(ch));
             }
         }
         return grad_input;
@@ -291,9 +436,9 @@ fn train_grad_input<T: Float>(
         .zip(grad_out.par_chunks(plane).zip(x.par_chunks(plane)))
         .enumerate()
         .for_each(|(i, (gi, (g, x)))| {
-            let k = consts(i % c);
+            let (through, k) = (affine.at(i % c), consts(i % c));
             for ((gi, &g), &x) in gi.iter_mut().zip(g).zip(x) {
-                *gi = at(g, x, k);
+                *gi = at(through(g, x), x, k);
             }
         });
     grad_input
@@ -328,7 +473,32 @@ impl<T: Float> Tensor<T> {
         beta: &Tensor<T>,
         eps: T,
     ) -> (Tensor<T>, Vec<T>, Vec<T>) {
+        self.batch_norm_train_then(gamma, beta, eps, FusedActivation::Identity)
+    }
+
+    /// [`batch_norm_train`](Self::batch_norm_train) followed by an activation, in one op:
+    /// y = act(γ·x̂ + β). The same values and gradients, to the bit, as the two ops one
+    /// after the other, with one pass over memory less each way. Backward recomputes
+    /// v = γ·x̂ + β from x to find act′(v), so only x is kept, as for batch norm alone.
+    ///
+    /// # Panics
+    /// As [`batch_norm_train`](Self::batch_norm_train), and for a leaky ReLU whose slope
+    /// is not positive.
+    #[track_caller]
+    pub fn batch_norm_train_then(
+        &self,
+        gamma: &Tensor<T>,
+        beta: &Tensor<T>,
+        eps: T,
+        act: FusedActivation,
+    ) -> (Tensor<T>, Vec<T>, Vec<T>) {
         let op = "batch_norm_train";
+        if let FusedActivation::LeakyRelu(alpha) = act {
+            if alpha.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+                let why = format!("a fused leaky ReLU needs a positive slope, got {alpha}");
+                op_panic(op, self.shape(), &why);
+            }
+        }
         let (c, plane) = channels_and_plane(op, self);
         check_per_channel(op, self, c, &[("γ", gamma.shape()), ("β", beta.shape())]);
         if self.shape()[0] * plane == 0 {
@@ -337,26 +507,31 @@ impl<T: Float> Tensor<T> {
 
         let (mean, var) = channel_stats(&self.data(), c, plane);
         let inv_std: Vec<T> = var.iter().map(|&v| T::ONE / (v + eps).sqrt()).collect();
-        let y = normalize(
-            &self.data(),
-            &mean,
-            &inv_std,
-            &gamma.data(),
-            &beta.data(),
-            plane,
-        );
+        let (g_data, b_data) = (gamma.data(), beta.data());
+        let y = with_act!(act, |a| {
+            let affine = Affine::new(a, &g_data, &inv_std, &mean, &b_data);
+            normalize(&self.data(), &affine, plane)
+        });
+        drop((g_data, b_data));
 
         let (mu, istd) = (mean.clone(), inv_std);
         let inputs = vec![self.clone(), gamma.clone(), beta.clone()];
         let gf = GradFn::new(op, inputs, move |inp, _, grad_out| {
             let (x, gamma, beta) = (&inp[0], &inp[1], &inp[2]);
-            let (sum_g, sum_gx) = grad_sums(grad_out, &x.data(), &mu, &istd, plane);
-            if x.requires_grad() {
-                let sums = (&sum_g[..], &sum_gx[..]);
-                let grad_input =
-                    train_grad_input(grad_out, &x.data(), &gamma.data(), &mu, &istd, sums, plane);
-                x.accumulate_grad_vec(grad_input);
-            }
+            let (g_data, b_data) = (gamma.data(), beta.data());
+            let (sum_g, sum_gx) = with_act!(act, |a| {
+                let affine = Affine::new(a, &g_data, &istd, &mu, &b_data);
+                let stats = (&mu[..], &istd[..]);
+                let (sum_g, sum_gx) = grad_sums(grad_out, &x.data(), stats, &affine, plane);
+                if x.requires_grad() {
+                    let sums = (&sum_g[..], &sum_gx[..]);
+                    let grad_input =
+                        train_grad_input(grad_out, &x.data(), (&affine, &istd), sums, plane);
+                    x.accumulate_grad_vec(grad_input);
+                }
+                (sum_g, sum_gx)
+            });
+            drop((g_data, b_data));
             gamma.accumulate_grad_vec(sum_gx);
             beta.accumulate_grad_vec(sum_g);
         });
@@ -395,14 +570,10 @@ impl<T: Float> Tensor<T> {
         check_per_channel(op, self, c, &params);
 
         let inv_std: Vec<T> = var.iter().map(|&v| T::ONE / (v + eps).sqrt()).collect();
-        let y = normalize(
-            &self.data(),
-            mean,
-            &inv_std,
-            &gamma.data(),
-            &beta.data(),
-            plane,
-        );
+        let (g_data, b_data) = (gamma.data(), beta.data());
+        let affine = Affine::new(Identity, &g_data, &inv_std, mean, &b_data);
+        let y = normalize(&self.data(), &affine, plane);
+        drop((g_data, b_data));
 
         let mu = mean.to_vec();
         let inputs = vec![self.clone(), gamma.clone(), beta.clone()];
@@ -411,11 +582,14 @@ impl<T: Float> Tensor<T> {
             if x.requires_grad() {
                 // γ·g/√(σ² + ε) is `normalize` of g with μ = β = 0.
                 let zero = vec![T::ZERO; c];
-                let grad_input = normalize(grad_out, &zero, &inv_std, &gamma.data(), &zero, plane);
+                let through = Affine::new(Identity, &gamma.data(), &inv_std, &zero, &zero);
+                let grad_input = normalize(grad_out, &through, plane);
                 x.accumulate_grad_vec(grad_input);
             }
             if gamma.requires_grad() || beta.requires_grad() {
-                let (sum_g, sum_gx) = grad_sums(grad_out, &x.data(), &mu, &inv_std, plane);
+                let stats = (&mu[..], &inv_std[..]);
+                let identity = Affine::new(Identity, &gamma.data(), &inv_std, &mu, &mu);
+                let (sum_g, sum_gx) = grad_sums(grad_out, &x.data(), stats, &identity, plane);
                 gamma.accumulate_grad_vec(sum_gx);
                 beta.accumulate_grad_vec(sum_g);
             }

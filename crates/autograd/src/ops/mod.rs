@@ -11,5 +11,6 @@ mod shape_ops;
 mod softmax;
 mod unary;
 
+pub use batchnorm::FusedActivation;
 pub use loss::BCE_EPS;
 pub use reduce::sum_to_shape;
