@@ -556,6 +556,76 @@ fn batch_norm_with_a_fused_activation_equals_the_two_ops() {
 }
 
 #[test]
+fn conv2d_with_a_fused_activation_passes_the_gradient_check() {
+    let acts = [FusedActivation::Relu, FusedActivation::LeakyRelu(0.2)];
+    for (k, case) in CONV_CASES.iter().enumerate().take(3) {
+        for act in acts {
+            let mut r = rng(400 + k as u64);
+            let x = leaf(&case.input_shape(), &mut r);
+            let w = leaf(&case.conv_weight_shape(), &mut r);
+            let b = leaf(&[case.c_out], &mut r);
+            let (s, p) = (case.stride, case.padding);
+            check(&format!("conv2d_then {case:?} {act:?}"), &[x, w, b], |t| {
+                t[0].conv2d_then(&t[1], Some(&t[2]), s, p, act)
+            });
+        }
+    }
+}
+
+/// conv2d with a fused activation against the two ops, in f32, on the im2col path and on
+/// the Winograd path, with and without a bias: the same output and gradients, to the bit.
+#[test]
+fn conv2d_with_a_fused_activation_equals_the_two_ops() {
+    let acts = [FusedActivation::Relu, FusedActivation::LeakyRelu(0.2)];
+    // (batch, c_in, c_out, side, kernel, stride, padding): 1 input channel takes im2col,
+    // 16 and 16 with a 4 × 4 kernel, stride 2 and padding 1 take Winograd.
+    let shapes = [
+        (3, 1, 5, 9, 4, 2, 1),
+        (2, 16, 16, 8, 4, 2, 1),
+        (2, 3, 4, 6, 3, 1, 0),
+    ];
+    for (k, &(n, c_in, c_out, side, kernel, stride, padding)) in shapes.iter().enumerate() {
+        for act in acts {
+            for with_bias in [true, false] {
+                let run = |fused: bool| {
+                    let mut r = rng(500 + k as u64);
+                    let leaf = |s: &[usize], r: &mut ChaCha8Rng| {
+                        Tensor::<f32>::rand_normal(s, 0.0, 1.0, r).requires_grad_(true)
+                    };
+                    let x = leaf(&[n, c_in, side, side], &mut r);
+                    let w = leaf(&[c_out, c_in, kernel, kernel], &mut r);
+                    let b = leaf(&[c_out], &mut r);
+                    let b = with_bias.then_some(&b);
+                    let y = match fused {
+                        true => x.conv2d_then(&w, b, stride, padding, act),
+                        false => {
+                            let v = x.conv2d(&w, b, stride, padding);
+                            match act {
+                                FusedActivation::Relu => v.relu(),
+                                FusedActivation::LeakyRelu(a) => v.leaky_relu(a as f32),
+                                FusedActivation::Identity => v,
+                            }
+                        }
+                    };
+                    let upstream = Tensor::<f32>::rand_normal(y.shape(), 0.0, 1.0, &mut r);
+                    y.backward_with(&upstream.data());
+                    let mut out = vec![y.to_vec(), x.grad().unwrap().to_vec()];
+                    out.push(w.grad().unwrap().to_vec());
+                    out.extend(b.map(|b| b.grad().unwrap().to_vec()));
+                    out
+                };
+                let (fused, separate) = (run(true), run(false));
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                for (i, (f, s)) in fused.iter().zip(&separate).enumerate() {
+                    let what = format!("shape {k} {act:?} bias {with_bias}: tensor {i}");
+                    assert_eq!(bits(f), bits(s), "{what}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 #[should_panic(expected = "a fused leaky ReLU needs a positive slope, got -0.5")]
 fn batch_norm_with_a_leaky_relu_of_negative_slope_panics() {
     let x = Tensor::<f64>::ones(&[4, 2]);

@@ -4,7 +4,7 @@
 //! col2im) and the backward pass live in the engine's `conv2d` and `conv_transpose2d` ops.
 
 use autograd::shape::op_panic;
-use autograd::{Conv2dGeometry, Tensor};
+use autograd::{Conv2dGeometry, FusedActivation, Tensor};
 use rand::Rng;
 
 use crate::init::Init;
@@ -86,6 +86,12 @@ impl<T: Scalar> Module<T> for Conv2d<T> {
     }
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         x.conv2d(&self.weight, self.bias.as_ref(), self.stride, self.padding)
+    }
+
+    /// The convolution and `act` as one op ([`Tensor::conv2d_then`]).
+    fn forward_then(&self, x: &Tensor<T>, act: FusedActivation) -> Option<Tensor<T>> {
+        let (w, b) = (&self.weight, self.bias.as_ref());
+        Some(x.conv2d_then(w, b, self.stride, self.padding, act))
     }
 
     fn parameters(&self) -> Vec<(String, Tensor<T>)> {

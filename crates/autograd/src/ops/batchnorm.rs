@@ -18,118 +18,7 @@ use crate::shape::{op_panic, shape_panic};
 use crate::tape::GradFn;
 use crate::tensor::Tensor;
 
-/// An activation that [`Tensor::batch_norm_train_then`] applies to its own output, y =
-/// act(γ·x̂ + β): a separate activation op would cost another pass over memory each way,
-/// and its backward would read x, y and g.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum FusedActivation {
-    /// None: y = γ·x̂ + β.
-    Identity,
-    /// max(v, 0), as [`Tensor::relu`].
-    Relu,
-    /// v for v > 0, αv otherwise, as [`Tensor::leaky_relu`]; α must be positive.
-    LeakyRelu(f64),
-}
-
-/// A [`FusedActivation`] as a type, so that the loops that apply it are compiled once per
-/// activation instead of testing the variant at every element.
-trait Act: Copy + Send + Sync {
-    /// Whether this is the identity, which the backward pass then skips.
-    const IDENTITY: bool;
-
-    /// act(v), with the same arithmetic as the separate op.
-    fn apply<T: Float>(self, v: T) -> T;
-
-    /// g·act′(v) at the pre-activation v, as the separate op's backward.
-    fn grad<T: Float>(self, v: T, g: T) -> T;
-}
-
-#[derive(Clone, Copy)]
-struct Identity;
-
-impl Act for Identity {
-    const IDENTITY: bool = true;
-
-    #[inline(always)]
-    fn apply<T: Float>(self, v: T) -> T {
-        v
-    }
-
-    #[inline(always)]
-    fn grad<T: Float>(self, _: T, g: T) -> T {
-        g
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Relu;
-
-impl Act for Relu {
-    const IDENTITY: bool = false;
-
-    #[inline(always)]
-    fn apply<T: Float>(self, v: T) -> T {
-        if v > T::ZERO {
-            v
-        } else {
-            T::ZERO
-        }
-    }
-
-    #[inline(always)]
-    fn grad<T: Float>(self, v: T, g: T) -> T {
-        if v > T::ZERO {
-            g
-        } else {
-            T::ZERO
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct LeakyRelu(f64);
-
-impl Act for LeakyRelu {
-    const IDENTITY: bool = false;
-
-    #[inline(always)]
-    fn apply<T: Float>(self, v: T) -> T {
-        if v > T::ZERO {
-            v
-        } else {
-            T::from_f64(self.0) * v
-        }
-    }
-
-    #[inline(always)]
-    fn grad<T: Float>(self, v: T, g: T) -> T {
-        if v > T::ZERO {
-            g
-        } else {
-            T::from_f64(self.0) * g
-        }
-    }
-}
-
-/// Evaluates `$body` with `$a` bound to the [`Act`] type of the [`FusedActivation`] `$act`.
-macro_rules! with_act {
-    ($act:expr, |$a:ident| $body:expr) => {
-        match $act {
-            FusedActivation::Identity => {
-                let $a = Identity;
-                $body
-            }
-            FusedActivation::Relu => {
-                let $a = Relu;
-                $body
-            }
-            FusedActivation::LeakyRelu(alpha) => {
-                let $a = LeakyRelu(alpha);
-                $body
-            }
-        }
-    };
-}
+use super::fused::{with_act, Act, FusedActivation, Identity};
 
 /// The per-channel affine map of batch norm, v = scale·(x − μ) + β with scale = γ·inv_std,
 /// and the activation after it: what the backward pass needs to turn the gradient of y
@@ -493,12 +382,7 @@ impl<T: Float> Tensor<T> {
         act: FusedActivation,
     ) -> (Tensor<T>, Vec<T>, Vec<T>) {
         let op = "batch_norm_train";
-        if let FusedActivation::LeakyRelu(alpha) = act {
-            if alpha.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-                let why = format!("a fused leaky ReLU needs a positive slope, got {alpha}");
-                op_panic(op, self.shape(), &why);
-            }
-        }
+        act.check(op, self.shape());
         let (c, plane) = channels_and_plane(op, self);
         check_per_channel(op, self, c, &[("γ", gamma.shape()), ("β", beta.shape())]);
         if self.shape()[0] * plane == 0 {

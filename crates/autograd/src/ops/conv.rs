@@ -38,9 +38,12 @@ use crate::kernels::gemm::{gemm, GemmScalar, MatRef};
 use crate::kernels::im2col::{col2im_batch, im2col_batch, Conv2dGeometry};
 use crate::kernels::scratch;
 use crate::kernels::winograd::{self, Tiling};
+use crate::kernels::zip_map;
 use crate::shape::{op_panic, shape_panic};
 use crate::tape::{is_grad_enabled, GradFn};
 use crate::tensor::Tensor;
+
+use super::fused::{with_act, Act, FusedActivation};
 
 /// N × C × L → C × (N·L): `out[c][n·L + l] = y[n][c][l]`, so that the batch's pixels of
 /// one channel form one row, side by side like the columns of [`im2col_batch`].
@@ -65,9 +68,15 @@ fn batch_columns<T: Float>(g: &Conv2dGeometry, x: &[T]) -> Vec<T> {
 
 /// y_n = W · columns(x_n) for every sample: one product per sample, on rayon over the
 /// samples, each reading its own L columns of the batch's (C_in·kh·kw × N·L) and writing
-/// its C_out × L outputs where they belong in y (N × C_out × oh × ow), with no regrouping.
-/// `cols` are the [`batch_columns`] of x.
-fn conv_forward<T: Float + GemmScalar>(g: &Conv2dGeometry, cols: &[T], weight: &[T]) -> Vec<T> {
+/// its C_out × L outputs where they belong in y (N × C_out × oh × ow), with no regrouping;
+/// then `finish` on those outputs while they are in cache. `cols` are the
+/// [`batch_columns`] of x.
+fn conv_forward<T: Float + GemmScalar>(
+    g: &Conv2dGeometry,
+    cols: &[T],
+    weight: &[T],
+    finish: impl Fn(&mut [T]) + Sync,
+) -> Vec<T> {
     let (k, l) = (g.col_rows(), g.col_cols());
     let mut y = scratch::take(g.batch * g.c_out * l);
     let w = MatRef::row_major(weight, g.c_out, k);
@@ -82,8 +91,30 @@ fn conv_forward<T: Float + GemmScalar>(g: &Conv2dGeometry, cols: &[T], weight: &
                 cs: 1,
             };
             T::gemm_serial(T::ONE, w, cols_n, T::ZERO, y_n, l);
+            finish(y_n);
         });
     y
+}
+
+/// y[c][..] ← act(y[c][..] + b[c]) for one sample's outputs y (C × plane), the bias only
+/// where there is one.
+fn bias_then<T: Float, A: Act>(y: &mut [T], bias: Option<&[T]>, plane: usize, act: A) {
+    for (c, row) in y.chunks_mut(plane.max(1)).enumerate() {
+        match bias {
+            Some(b) => row.iter_mut().for_each(|v| *v = act.apply(*v + b[c])),
+            None if A::IDENTITY => {}
+            None => row.iter_mut().for_each(|v| *v = act.apply(*v)),
+        }
+    }
+}
+
+/// ∂L/∂v = g·act′ from the op's output y (which has the sign of v), or `None` for the
+/// identity, whose g passes through as it is.
+fn through_act<T: Float>(act: FusedActivation, y: &[T], g: &[T]) -> Option<Vec<T>> {
+    if act == FusedActivation::Identity {
+        return None;
+    }
+    Some(with_act!(act, |a| zip_map(y, g, move |y, g| a.grad(y, g))))
 }
 
 /// x_n = col2im(Wᵀ · y_n) for every sample, the adjoint of [`conv_forward`]: the columns of
@@ -201,6 +232,26 @@ impl<T: Float + GemmScalar> Tensor<T> {
         stride: usize,
         padding: usize,
     ) -> Tensor<T> {
+        self.conv2d_then(weight, bias, stride, padding, FusedActivation::Identity)
+    }
+
+    /// [`conv2d`](Self::conv2d) followed by an activation, in one op: y = act(conv + b).
+    /// The same values and gradients, to the bit, as the two ops one after the other; the
+    /// activation is applied to each sample's outputs right after its product, while they
+    /// are in cache, and backward reads act′ off the sign of y.
+    ///
+    /// # Panics
+    /// As [`conv2d`](Self::conv2d), and for a leaky ReLU whose slope is not positive.
+    #[track_caller]
+    pub fn conv2d_then(
+        &self,
+        weight: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+        stride: usize,
+        padding: usize,
+        act: FusedActivation,
+    ) -> Tensor<T> {
+        act.check("conv2d", self.shape());
         let ([batch, c_in, h, w], [c_out, _, kh, kw]) =
             check_shapes("conv2d", self, weight, bias, stride, 1);
         let g = Conv2dGeometry {
@@ -219,11 +270,15 @@ impl<T: Float + GemmScalar> Tensor<T> {
             shape_panic("conv2d", self.shape(), weight.shape(), &why);
         }
         if winograd::applies(&g) {
-            return conv2d_winograd(self, weight, bias, Tiling::new(g));
+            return conv2d_winograd(self, weight, bias, Tiling::new(g), act);
         }
 
         let cols = batch_columns(&g, &self.data());
-        let mut y = conv_forward(&g, &cols, &weight.data());
+        let b_data = bias.map(|b| b.data());
+        let (b, l) = (b_data.as_deref(), g.col_cols());
+        let finish = |y_n: &mut [T]| with_act!(act, |a| bias_then(y_n, b, l, a));
+        let y = conv_forward(&g, &cols, &weight.data(), finish);
+        drop(b_data);
         // ∂L/∂W reads these same columns: keep them for backward when it will run.
         let kept = match is_grad_enabled() && weight.requires_grad() {
             true => Some(cols),
@@ -232,14 +287,13 @@ impl<T: Float + GemmScalar> Tensor<T> {
                 None
             }
         };
-        if let Some(b) = bias {
-            add_bias(&mut y, &b.data(), g.col_cols());
-        }
 
         let mut inputs = vec![self.clone(), weight.clone()];
         inputs.extend(bias.cloned());
-        let gf = GradFn::new("conv2d", inputs, move |inp, _, grad_out| {
+        let gf = GradFn::new("conv2d", inputs, move |inp, y, grad_out| {
             let (x, weight) = (&inp[0], &inp[1]);
+            let through = through_act(act, y, grad_out);
+            let grad_out = through.as_deref().unwrap_or(grad_out);
             let mut kept = kept;
             if x.requires_grad() || weight.requires_grad() {
                 // Both products read g by channel; regroup it once.
@@ -338,7 +392,7 @@ impl<T: Float + GemmScalar> Tensor<T> {
             // Both gradients read the columns of g; unfold them once.
             let cols = batch_columns(&g, grad_out);
             if x.requires_grad() {
-                x.accumulate_grad_vec(conv_forward(&g, &cols, &weight.data()));
+                x.accumulate_grad_vec(conv_forward(&g, &cols, &weight.data(), |_| {}));
             }
             if weight.requires_grad() {
                 let x_cm = to_channel_major(&x.data(), (g.batch, g.c_out, g.col_cols()));
@@ -425,6 +479,7 @@ fn conv2d_winograd<T: Float + GemmScalar>(
     weight: &Tensor<T>,
     bias: Option<&Tensor<T>>,
     t: Tiling,
+    act: FusedActivation,
 ) -> Tensor<T> {
     let (d, wt) = (
         t.transform_data(&x.data()),
@@ -433,17 +488,22 @@ fn conv2d_winograd<T: Float + GemmScalar>(
     let m = t.forward_products(&d, &wt);
     let mut y = t.inverse_y(&m);
     scratch::give(m);
-    if let Some(b) = bias {
-        add_bias(&mut y, &b.data(), t.g.col_cols());
-    }
+    let plane = t.g.col_cols();
+    let b_data = bias.map(|b| b.data());
+    let b = b_data.as_deref();
+    y.par_chunks_mut((t.g.c_out * plane).max(1))
+        .for_each(|y_n| with_act!(act, |a| bias_then(y_n, b, plane, a)));
+    drop(b_data);
     let grad = is_grad_enabled();
     let kept_d = keep_if(grad && weight.requires_grad(), d);
     let kept_wt = keep_if(grad && x.requires_grad(), wt);
 
     let mut inputs = vec![x.clone(), weight.clone()];
     inputs.extend(bias.cloned());
-    let gf = GradFn::new("conv2d", inputs, move |inp, _, grad_out| {
+    let gf = GradFn::new("conv2d", inputs, move |inp, y, grad_out| {
         let (x, weight) = (&inp[0], &inp[1]);
+        let through = through_act(act, y, grad_out);
+        let grad_out = through.as_deref().unwrap_or(grad_out);
         let (mut kept_d, mut kept_wt) = (kept_d, kept_wt);
         if x.requires_grad() || weight.requires_grad() {
             let ybar = t.transform_y(grad_out);

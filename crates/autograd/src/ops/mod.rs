@@ -4,6 +4,7 @@
 mod arith;
 mod batchnorm;
 mod conv;
+mod fused;
 mod loss;
 mod matmul;
 mod reduce;
@@ -11,6 +12,6 @@ mod shape_ops;
 mod softmax;
 mod unary;
 
-pub use batchnorm::FusedActivation;
+pub use fused::FusedActivation;
 pub use loss::BCE_EPS;
 pub use reduce::sum_to_shape;
