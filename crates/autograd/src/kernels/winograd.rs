@@ -232,7 +232,7 @@ fn lanes_at_mut<T>(buf: &mut [T], at: usize) -> &mut Lanes<T> {
 }
 
 /// Where an image's planes lie in a slab: one lane vector per pixel (the same pixel of
-/// [`LANES`] consecutive channels), the `h × w` image at row and column `at` of an
+/// 16 consecutive channels), the `h × w` image at row and column `at` of an
 /// `sh × sw` slab whose border stays zero. Every window or tile of the transforms then lies
 /// inside the slab, and reads and writes it without bounds tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

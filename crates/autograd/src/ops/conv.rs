@@ -20,11 +20,14 @@
 //! under [`crate::no_grad`], not for a frozen weight): they hold batch × (C_in·kh·kw) ×
 //! (oh·ow) values, and a layer that is only passed through has no use for them.
 //!
-//! The whole batch goes through one GEMM per product: the columns of all samples are laid
-//! side by side (C_in·kh·kw × N·oh·ow), and activations are regrouped channel-major
-//! (C × N·oh·ow) around the product. One large product keeps the GEMM's tiles full and its
-//! threads busy even where a single sample's is a matrix-vector product (a 1 × 1 input) or
-//! a 7 × 7 output, at the price of columns for the whole batch (tens of MB at most here).
+//! The columns of all samples are laid side by side (C_in·kh·kw × N·oh·ow). W·columns runs
+//! as one product per sample, on rayon over the samples, each writing its C_out × oh·ow
+//! outputs in place in y (N × C_out × oh × ow). The adjoint and the weight gradient are
+//! one product over the whole batch, with the activations regrouped channel-major
+//! (C × N·oh·ow) around it, so that their tiles stay full even where one sample's product
+//! would be a matrix-vector one, at the price of columns for the whole batch (tens of MB at
+//! most here). A transposed convolution of a 1 × 1 input without padding is a single
+//! product with no columns at all ([`conv_transpose2d_of_pixels`]).
 //!
 //! Convolutions with 4 × 4 kernels, stride 2, padding 1 and at least 16 channels on both
 //! sides (the large ones of DCGAN) take [`crate::kernels::winograd`] instead: the same

@@ -2,13 +2,15 @@
 //! memory: [`FusedActivation`] names them, [`Act`] compiles the loops once per activation.
 
 use crate::element::Float;
+#[cfg(doc)]
+use crate::tensor::Tensor;
 
-/// An activation that an op applies to its own output ([`Tensor::batch_norm_train_then`],
-/// [`Tensor::conv2d_then`]): a separate activation op would cost another pass over memory
-/// each way, and its backward would read x, y and g.
+/// An activation that an op applies to its own output
+/// ([`Tensor::batch_norm_train_then`], [`Tensor::conv2d_then`]): a separate activation op
+/// would cost another pass over memory each way, and its backward would read x, y and g.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FusedActivation {
-    /// None: y = γ·x̂ + β.
+    /// None: the op's own output, unchanged.
     Identity,
     /// max(v, 0), as [`Tensor::relu`].
     Relu,
