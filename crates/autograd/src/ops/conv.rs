@@ -62,6 +62,50 @@ fn to_channel_major<T: Float>(y: &[T], (n, c, l): (usize, usize, usize)) -> Vec<
     out
 }
 
+/// [`to_channel_major`] of ∂L/∂v = g·act′ for an op whose output y = act(v) (see
+/// [`through_act`]), in the same pass: for a fused activation, the gradient through it is
+/// never stored batch-major.
+fn channel_major_through<T: Float>(
+    act: FusedActivation,
+    y: &[T],
+    g: &[T],
+    (n, c, l): (usize, usize, usize),
+) -> Vec<T> {
+    if act == FusedActivation::Identity {
+        return to_channel_major(g, (n, c, l));
+    }
+    let mut out = scratch::take(g.len());
+    with_act!(act, |a| {
+        out.par_chunks_mut((n * l).max(1))
+            .enumerate()
+            .for_each(|(ch, row)| {
+                for (s, dst) in row.chunks_exact_mut(l.max(1)).enumerate() {
+                    let at = (s * c + ch) * l;
+                    let (y, g) = (&y[at..][..l], &g[at..][..l]);
+                    for ((d, &y), &g) in dst.iter_mut().zip(y).zip(g) {
+                        *d = a.grad(y, g);
+                    }
+                }
+            })
+    });
+    out
+}
+
+/// [`bias_grad`] from g regrouped channel-major (C × N·L): the same sums in the same
+/// order (each sample's plane summed, then the samples in turn), on rayon over channels.
+fn bias_grad_channel_major<T: Float>(g_cm: &[T], (n, c, l): (usize, usize, usize)) -> Vec<T> {
+    let mut grad_bias = vec![T::ZERO; c];
+    grad_bias
+        .par_iter_mut()
+        .zip(g_cm.par_chunks((n * l).max(1)))
+        .for_each(|(b, row)| {
+            for plane in row.chunks(l.max(1)) {
+                *b += plane.iter().copied().sum::<T>();
+            }
+        });
+    grad_bias
+}
+
 /// The batch's columns (C_in·kh·kw × N·L) of x (N × C_in × H × W).
 fn batch_columns<T: Float>(g: &Conv2dGeometry, x: &[T]) -> Vec<T> {
     let mut cols = scratch::take(g.col_rows() * g.batch * g.col_cols());
@@ -295,12 +339,12 @@ impl<T: Float + GemmScalar> Tensor<T> {
         inputs.extend(bias.cloned());
         let gf = GradFn::new("conv2d", inputs, move |inp, y, grad_out| {
             let (x, weight) = (&inp[0], &inp[1]);
-            let through = through_act(act, y, grad_out);
-            let grad_out = through.as_deref().unwrap_or(grad_out);
+            let bias = inp.get(2).filter(|b| b.requires_grad());
             let mut kept = kept;
-            if x.requires_grad() || weight.requires_grad() {
-                // Both products read g by channel; regroup it once.
-                let g_cm = to_channel_major(grad_out, (g.batch, g.c_out, g.col_cols()));
+            if x.requires_grad() || weight.requires_grad() || bias.is_some() {
+                // Every gradient reads g by channel (through the activation): regroup it once.
+                let nchw = (g.batch, g.c_out, g.col_cols());
+                let g_cm = channel_major_through(act, y, grad_out, nchw);
                 if x.requires_grad() {
                     x.accumulate_grad_vec(conv_adjoint(&g, &g_cm, &weight.data()));
                 }
@@ -309,14 +353,14 @@ impl<T: Float + GemmScalar> Tensor<T> {
                     weight_grad(&g, weight, &g_cm, &cols);
                     scratch::give(cols);
                 }
+                if let Some(b) = bias {
+                    b.accumulate_grad_vec(bias_grad_channel_major(&g_cm, nchw));
+                }
                 scratch::give(g_cm);
             }
             // Columns kept for a weight that was frozen after the forward pass.
             if let Some(cols) = kept {
                 scratch::give(cols);
-            }
-            if let Some(b) = inp.get(2).filter(|b| b.requires_grad()) {
-                b.accumulate_grad_vec(bias_grad(grad_out, g.c_out, g.col_cols()));
             }
         });
         Tensor::from_op(g.output_shape().to_vec(), y, gf)
