@@ -195,6 +195,8 @@ impl<T: Float, const R: usize, const C: usize> Sandwich<T, R, C> {
 /// Runs `body` compiled for AVX-512F when `avx512` is set, else as built. The transforms'
 /// loops over lane vectors, their window gathers and their copies are written for any
 /// instruction set; in here each [`Lanes`] operation becomes one 16-wide instruction.
+/// Only what is inlined into [`in_avx512`] gets that build, so callers mark `body` and the
+/// methods it calls `#[inline(always)]`.
 #[inline(always)]
 fn simd_scope<R>(avx512: bool, body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -760,86 +762,97 @@ impl Tiling {
     /// W = G·h·Gᵀ for every phase of every kernel (C_out × C_in × 4 × 4), laid out
     /// C_out × PAIRS × 4·C_in.
     pub fn transform_weight<T: Float>(&self, w: &[T]) -> Vec<T> {
-        let (c_in, k) = (self.g.c_in, self.depth());
-        let mut wt = scratch::take(self.c_out_pad * PAIRS * k);
-        wt.par_chunks_mut(PAIRS * k)
+        let per_kernel = self.g.c_in * 16;
+        let mut wt = scratch::take(self.c_out_pad * PAIRS * self.depth());
+        wt.par_chunks_mut(PAIRS * self.depth())
             .enumerate()
-            .for_each(|(co, out)| {
-                simd_scope(
-                    self.avx512,
-                    #[inline(always)]
-                    || {
-                        if co >= self.g.c_out {
-                            out.fill(T::ZERO);
-                            return;
-                        }
-                        let wc = &w[co * c_in * 16..][..c_in * 16];
-                        let mut t = Sandwich::<T, PTS, 2>::new();
-                        for c0 in (0..c_in).step_by(LANES) {
-                            let lanes = LANES.min(c_in - c0);
-                            for ph in 0..4 {
-                                let (ry, rx) = (ph / 2, ph % 2);
-                                for (j, h_row) in t.x.iter_mut().enumerate() {
-                                    for (l, h) in h_row.iter_mut().enumerate() {
-                                        let t = tap(ry, j) * 4 + tap(rx, l);
-                                        for (lane, h) in h.iter_mut().enumerate() {
-                                            *h = match lane < lanes {
-                                                true => wc[(c0 + lane) * 16 + t],
-                                                false => T::ZERO,
-                                            };
-                                        }
-                                    }
-                                }
-                                t.run(&G);
-                                let col = ph * self.c_in_pad + c0;
-                                for (pq, dst) in out.chunks_exact_mut(k).enumerate() {
-                                    *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
-                                }
-                            }
-                        }
-                    },
-                )
+            .for_each(|(co, out)| match co < self.g.c_out {
+                true => {
+                    let wc = &w[co * per_kernel..][..per_kernel];
+                    simd_scope(
+                        self.avx512,
+                        #[inline(always)]
+                        || self.weight_kernel(wc, out),
+                    )
+                }
+                // Output channels added to fill a lane vector have zero kernels.
+                false => out.fill(T::ZERO),
             });
         wt
+    }
+
+    /// [`Self::transform_weight`] of one output channel's kernels `wc` (C_in × 4 × 4) into
+    /// its row `out` (PAIRS × 4·C_in).
+    #[inline(always)]
+    fn weight_kernel<T: Float>(&self, wc: &[T], out: &mut [T]) {
+        let (c_in, k) = (self.g.c_in, self.depth());
+        let mut t = Sandwich::<T, PTS, 2>::new();
+        for c0 in (0..c_in).step_by(LANES) {
+            let lanes = LANES.min(c_in - c0);
+            for ph in 0..4 {
+                let (ry, rx) = (ph / 2, ph % 2);
+                for (j, h_row) in t.x.iter_mut().enumerate() {
+                    for (l, h) in h_row.iter_mut().enumerate() {
+                        let t = tap(ry, j) * 4 + tap(rx, l);
+                        for (lane, h) in h.iter_mut().enumerate() {
+                            *h = match lane < lanes {
+                                true => wc[(c0 + lane) * 16 + t],
+                                false => T::ZERO,
+                            };
+                        }
+                    }
+                }
+                t.run(&G);
+                let col = ph * self.c_in_pad + c0;
+                for (pq, dst) in out.chunks_exact_mut(k).enumerate() {
+                    *lanes_at_mut(dst, col) = t.out[pq / PTS][pq % PTS];
+                }
+            }
+        }
     }
 
     /// The adjoint of [`Self::transform_weight`]: ∂L/∂w (C_out × C_in × 4 × 4) from the
     /// gradient of the transformed kernels, laid out PAIRS × C_out × 4·C_in.
     pub fn inverse_weight<T: Float>(&self, gwt: &[T]) -> Vec<T> {
-        let (c_in, c_out, k) = (self.g.c_in, self.g.c_out, self.depth());
-        let width = self.c_out_pad;
-        let mut gw = scratch::take(c_out * c_in * 16);
-        gw.par_chunks_mut(c_in * 16)
+        let per_kernel = self.g.c_in * 16;
+        let mut gw = scratch::take(self.g.c_out * per_kernel);
+        gw.par_chunks_mut(per_kernel)
             .enumerate()
             .for_each(|(co, out)| {
                 simd_scope(
                     self.avx512,
                     #[inline(always)]
-                    || {
-                        let mut t = Sandwich::<T, 2, PTS>::new();
-                        for c0 in (0..c_in).step_by(LANES) {
-                            let lanes = LANES.min(c_in - c0);
-                            for ph in 0..4 {
-                                let (ry, rx) = (ph / 2, ph % 2);
-                                let col = co * k + ph * self.c_in_pad + c0;
-                                for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
-                                    *x = *lanes_at(gwt, pq * width * k + col);
-                                }
-                                t.run(&GT);
-                                for (j, h_row) in t.out.iter().enumerate() {
-                                    for (l, h) in h_row.iter().enumerate() {
-                                        let t = tap(ry, j) * 4 + tap(rx, l);
-                                        for (lane, &h) in h[..lanes].iter().enumerate() {
-                                            out[(c0 + lane) * 16 + t] = h;
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    },
+                    || self.inverse_weight_kernel(gwt, co, out),
                 )
             });
         gw
+    }
+
+    /// [`Self::inverse_weight`] of output channel `co` into its kernels `out`
+    /// (C_in × 4 × 4).
+    #[inline(always)]
+    fn inverse_weight_kernel<T: Float>(&self, gwt: &[T], co: usize, out: &mut [T]) {
+        let (c_in, k, width) = (self.g.c_in, self.depth(), self.c_out_pad);
+        let mut t = Sandwich::<T, 2, PTS>::new();
+        for c0 in (0..c_in).step_by(LANES) {
+            let lanes = LANES.min(c_in - c0);
+            for ph in 0..4 {
+                let (ry, rx) = (ph / 2, ph % 2);
+                let col = co * k + ph * self.c_in_pad + c0;
+                for (pq, x) in t.x.as_flattened_mut().iter_mut().enumerate() {
+                    *x = *lanes_at(gwt, pq * width * k + col);
+                }
+                t.run(&GT);
+                for (j, h_row) in t.out.iter().enumerate() {
+                    for (l, h) in h_row.iter().enumerate() {
+                        let t = tap(ry, j) * 4 + tap(rx, l);
+                        for (lane, &h) in h[..lanes].iter().enumerate() {
+                            out[(c0 + lane) * 16 + t] = h;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Plane pq of the transformed kernels as a 4·C_in × C_out matrix.
