@@ -1,5 +1,6 @@
 //! Whole training iterations (W1, W2) and the kernels beside GEMM that they run: batch
-//! im2col / col2im of the DCGAN's two largest convolutions, and the fused Adam update.
+//! im2col / col2im and the Winograd transforms of the DCGAN's two largest convolutions,
+//! batch norm with its ReLU as two ops and as one, and the fused Adam update.
 //!
 //! ```sh
 //! cargo bench --bench workloads                  # everything (a few minutes)
@@ -15,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use autograd::kernels::adam::{adam_update, AdamStep};
 use autograd::kernels::im2col::{col2im_batch, im2col_batch, Conv2dGeometry};
+use autograd::kernels::scratch;
+use autograd::kernels::winograd::Tiling;
+use autograd::{FusedActivation, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gan_suite::perf::Workload;
 
@@ -112,6 +116,56 @@ fn bench_im2col(c: &mut Criterion) {
     }
 }
 
+fn bench_winograd(c: &mut Criterion) {
+    for (name, g) in [("Dconv2", dconv2()), ("Gconvt2", gconvt2())] {
+        let t = Tiling::new(g);
+        let x: Vec<f32> = (0..g.batch * g.c_in * g.h * g.w)
+            .map(|i| (i % 17) as f32 * 0.1)
+            .collect();
+        let d = t.transform_data(&x);
+        let mut group = c.benchmark_group(format!("winograd/{name}"));
+        group.throughput(Throughput::Bytes((d.len() * 4) as u64));
+        group.bench_function("transform_data", |b| {
+            b.iter(|| scratch::give(black_box(t.transform_data(&x))))
+        });
+        group.bench_function("inverse_data", |b| {
+            b.iter(|| scratch::give(black_box(t.inverse_data(&d))))
+        });
+        group.finish();
+    }
+}
+
+/// Forward and backward of batch norm and ReLU on G's 128 × 14 × 14 maps at batch 64, as
+/// two ops and as one (`batch_norm_train_then`).
+fn bench_batch_norm(c: &mut Criterion) {
+    let shape = [64, 128, 14, 14];
+    let n: usize = shape.iter().product();
+    let data = (0..n).map(|i| (i % 101) as f32 * 0.01 - 0.5).collect();
+    let x = Tensor::from_vec(data, &shape).requires_grad_(true);
+    let (gamma, beta) = (
+        Tensor::<f32>::ones(&[128]).requires_grad_(true),
+        Tensor::<f32>::zeros(&[128]).requires_grad_(true),
+    );
+    let upstream: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();
+    let mut group = c.benchmark_group("batch_norm_relu/128x14x14");
+    group.throughput(Throughput::Elements(n as u64));
+    for fused in [false, true] {
+        let name = if fused { "one op" } else { "two ops" };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let y = match fused {
+                    true => x.batch_norm_train_then(&gamma, &beta, 1e-5, FusedActivation::Relu),
+                    false => x.batch_norm_train(&gamma, &beta, 1e-5),
+                };
+                let y = if fused { y.0 } else { y.0.relu() };
+                y.backward_with(&upstream);
+                [&x, &gamma, &beta].iter().for_each(|t| t.zero_grad());
+            })
+        });
+    }
+    group.finish();
+}
+
 fn bench_adam(c: &mut Criterion) {
     // G4 of W1: 1024 × 784 weights.
     let n = 1024 * 784;
@@ -141,6 +195,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(5));
-    targets = bench_iterations, bench_im2col, bench_adam,
+    targets = bench_iterations, bench_im2col, bench_winograd, bench_batch_norm, bench_adam,
 }
 criterion_main!(benches);
