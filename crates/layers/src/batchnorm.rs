@@ -135,17 +135,13 @@ impl<T: Scalar> Module<T> for BatchNorm<T> {
     /// When `x` is not (N, C) or (N, C, H, W) with this layer's C.
     #[track_caller]
     fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
-        let c = self.check_input(x);
-        let eps = T::from_f64(self.eps);
-
-        if !self.training.get() {
-            let (mean, var) = (self.running_mean.to_vec(), self.running_var.to_vec());
-            return x.batch_norm_eval(&self.weight, &self.bias, &mean, &var, eps);
+        if let Some(y) = self.forward_then(x, FusedActivation::Identity) {
+            return y;
         }
-
-        let (y, mean, var) = x.batch_norm_train(&self.weight, &self.bias, eps);
-        self.update_running(&mean, &var, x.numel() / c);
-        y
+        self.check_input(x);
+        let (mean, var) = (self.running_mean.to_vec(), self.running_var.to_vec());
+        let eps = T::from_f64(self.eps);
+        x.batch_norm_eval(&self.weight, &self.bias, &mean, &var, eps)
     }
 
     /// In training mode, batch norm and `act` as one op

@@ -425,7 +425,7 @@ pub(crate) mod x86 {
     }
 
     /// The first `n` of 16 lanes (all of them for n ≥ 16).
-    fn first(n: usize) -> __mmask16 {
+    pub(crate) fn first(n: usize) -> __mmask16 {
         if n >= 16 {
             0xffff
         } else {

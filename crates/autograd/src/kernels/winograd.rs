@@ -368,11 +368,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Padded, LANES};
-
-    /// The first `n` of 16 lanes.
-    fn first(n: usize) -> __mmask16 {
-        ((1u32 << n.min(16)) - 1) as __mmask16
-    }
+    use crate::kernels::im2col::x86::first;
 
     /// Rows r₀ … r₁₅ of a 16 × 16 block as its columns: out[j][i] = r[i][j].
     #[target_feature(enable = "avx512f")]

@@ -27,16 +27,18 @@ struct Affine<'a, T, A> {
     act: A,
     scale: Vec<T>,
     mean: &'a [T],
+    inv_std: &'a [T],
     beta: &'a [T],
 }
 
 impl<'a, T: Float, A: Act> Affine<'a, T, A> {
-    fn new(act: A, gamma: &[T], inv_std: &[T], mean: &'a [T], beta: &'a [T]) -> Self {
+    fn new(act: A, gamma: &[T], (mean, inv_std): (&'a [T], &'a [T]), beta: &'a [T]) -> Self {
         let scale = gamma.iter().zip(inv_std).map(|(&g, &s)| g * s).collect();
         Affine {
             act,
             scale,
             mean,
+            inv_std,
             beta,
         }
     }
@@ -263,10 +265,10 @@ fn normalize<T: Float, A: Act>(x: &[T], affine: &Affine<T, A>, plane: usize) -> 
 fn grad_sums<T: Float, A: Act>(
     grad_out: &[T],
     x: &[T],
-    (mean, inv_std): (&[T], &[T]),
     affine: &Affine<T, A>,
     plane: usize,
 ) -> (Vec<T>, Vec<T>) {
+    let (mean, inv_std) = (affine.mean, affine.inv_std);
     let c = mean.len();
     let sums = |ch: usize| {
         let (through, mu, inv) = (affine.at(ch), mean[ch], inv_std[ch]);
@@ -293,11 +295,11 @@ fn grad_sums<T: Float, A: Act>(
 fn train_grad_input<T: Float, A: Act>(
     grad_out: &[T],
     x: &[T],
-    (affine, inv_std): (&Affine<T, A>, &[T]),
+    affine: &Affine<T, A>,
     (sum_g, sum_gx): (&[T], &[T]),
     plane: usize,
 ) -> Vec<T> {
-    let (mean, scale) = (affine.mean, &affine.scale);
+    let (mean, inv_std, scale) = (affine.mean, affine.inv_std, &affine.scale);
     let c = mean.len();
     let m = T::from_usize(x.len() / c);
     // Per channel: mean(g) and mean(g·x̂).
@@ -393,7 +395,7 @@ impl<T: Float> Tensor<T> {
         let inv_std: Vec<T> = var.iter().map(|&v| T::ONE / (v + eps).sqrt()).collect();
         let (g_data, b_data) = (gamma.data(), beta.data());
         let y = with_act!(act, |a| {
-            let affine = Affine::new(a, &g_data, &inv_std, &mean, &b_data);
+            let affine = Affine::new(a, &g_data, (&mean, &inv_std), &b_data);
             normalize(&self.data(), &affine, plane)
         });
         drop((g_data, b_data));
@@ -404,13 +406,11 @@ impl<T: Float> Tensor<T> {
             let (x, gamma, beta) = (&inp[0], &inp[1], &inp[2]);
             let (g_data, b_data) = (gamma.data(), beta.data());
             let (sum_g, sum_gx) = with_act!(act, |a| {
-                let affine = Affine::new(a, &g_data, &istd, &mu, &b_data);
-                let stats = (&mu[..], &istd[..]);
-                let (sum_g, sum_gx) = grad_sums(grad_out, &x.data(), stats, &affine, plane);
+                let affine = Affine::new(a, &g_data, (&mu, &istd), &b_data);
+                let (sum_g, sum_gx) = grad_sums(grad_out, &x.data(), &affine, plane);
                 if x.requires_grad() {
                     let sums = (&sum_g[..], &sum_gx[..]);
-                    let grad_input =
-                        train_grad_input(grad_out, &x.data(), (&affine, &istd), sums, plane);
+                    let grad_input = train_grad_input(grad_out, &x.data(), &affine, sums, plane);
                     x.accumulate_grad_vec(grad_input);
                 }
                 (sum_g, sum_gx)
@@ -455,7 +455,7 @@ impl<T: Float> Tensor<T> {
 
         let inv_std: Vec<T> = var.iter().map(|&v| T::ONE / (v + eps).sqrt()).collect();
         let (g_data, b_data) = (gamma.data(), beta.data());
-        let affine = Affine::new(Identity, &g_data, &inv_std, mean, &b_data);
+        let affine = Affine::new(Identity, &g_data, (mean, &inv_std), &b_data);
         let y = normalize(&self.data(), &affine, plane);
         drop((g_data, b_data));
 
@@ -466,14 +466,15 @@ impl<T: Float> Tensor<T> {
             if x.requires_grad() {
                 // γ·g/√(σ² + ε) is `normalize` of g with μ = β = 0.
                 let zero = vec![T::ZERO; c];
-                let through = Affine::new(Identity, &gamma.data(), &inv_std, &zero, &zero);
+                let through = Affine::new(Identity, &gamma.data(), (&zero, &inv_std), &zero);
                 let grad_input = normalize(grad_out, &through, plane);
                 x.accumulate_grad_vec(grad_input);
             }
             if gamma.requires_grad() || beta.requires_grad() {
-                let stats = (&mu[..], &inv_std[..]);
-                let identity = Affine::new(Identity, &gamma.data(), &inv_std, &mu, &mu);
-                let (sum_g, sum_gx) = grad_sums(grad_out, &x.data(), stats, &identity, plane);
+                let (g_data, b_data) = (gamma.data(), beta.data());
+                let affine = Affine::new(Identity, &g_data, (&mu, &inv_std), &b_data);
+                let (sum_g, sum_gx) = grad_sums(grad_out, &x.data(), &affine, plane);
+                drop((g_data, b_data));
                 gamma.accumulate_grad_vec(sum_gx);
                 beta.accumulate_grad_vec(sum_g);
             }

@@ -473,14 +473,11 @@ fn conv_transpose2d_of_pixels<T: Float + GemmScalar>(
     let (n, c_in, out) = (g.batch, g.c_out, g.c_in * g.kh * g.kw);
     let mut y = scratch::take(n * out);
     let (x_mat, w_mat) = (x.data(), weight.data());
-    let w_view = MatRef::row_major(&w_mat, c_in, out);
-    gemm(
-        T::ONE,
+    let (x_view, w_view) = (
         MatRef::row_major(&x_mat, n, c_in),
-        w_view,
-        T::ZERO,
-        &mut y,
+        MatRef::row_major(&w_mat, c_in, out),
     );
+    gemm(T::ONE, x_view, w_view, T::ZERO, &mut y);
     if let Some(b) = bias {
         add_bias(&mut y, &b.data(), g.kh * g.kw);
     }
@@ -535,12 +532,13 @@ fn conv2d_winograd<T: Float + GemmScalar>(
     let m = t.forward_products(&d, &wt);
     let mut y = t.inverse_y(&m);
     scratch::give(m);
-    let plane = t.g.col_cols();
-    let b_data = bias.map(|b| b.data());
-    let b = b_data.as_deref();
-    y.par_chunks_mut((t.g.c_out * plane).max(1))
-        .for_each(|y_n| with_act!(act, |a| bias_then(y_n, b, plane, a)));
-    drop(b_data);
+    if bias.is_some() || act != FusedActivation::Identity {
+        let plane = t.g.col_cols();
+        let b_data = bias.map(|b| b.data());
+        let b = b_data.as_deref();
+        y.par_chunks_mut((t.g.c_out * plane).max(1))
+            .for_each(|y_n| with_act!(act, |a| bias_then(y_n, b, plane, a)));
+    }
     let grad = is_grad_enabled();
     let kept_d = keep_if(grad && weight.requires_grad(), d);
     let kept_wt = keep_if(grad && x.requires_grad(), wt);

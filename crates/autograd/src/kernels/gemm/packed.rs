@@ -539,7 +539,8 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
         k.div_ceil(kc_max) * a_block
     };
     with_buffer(&A_PACK, a_len, |a_pack| {
-        // 0. Pack all of A: depth block pc holds m̃ × kc, in MR-row panels.
+        // 0. Pack all of A (unless it is packed per block in loop 3): depth block pc holds
+        //    m̃ × kc, in MR-row panels.
         for pc in (0..k).step_by(K::KC).filter(|_| !per_block) {
             let kc = K::KC.min(k - pc);
             // SAFETY: A's view is valid (caller), and a_pack holds a block for each pc.
