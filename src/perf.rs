@@ -184,13 +184,27 @@ pub fn gemm_in_situ(
 }
 
 /// As [`time_iterations_at`], calling `before_timing` between the warm-up and the timed
-/// iterations.
+/// iterations. The pool's other workers wait for jobs spinning
+/// ([`autograd::threads::keep_warm`]), as they do when `gan-mnist` trains.
 fn time_iterations_then(
     workload: Workload,
     batch_size: usize,
     data: &gan::mnist::Mnist,
     warmup: usize,
     iters: usize,
+    before_timing: impl FnOnce() + Send,
+) -> f64 {
+    autograd::threads::keep_warm(|| {
+        time_on_this_thread(workload, batch_size, data, (warmup, iters), before_timing)
+    })
+}
+
+/// The body of [`time_iterations_then`].
+fn time_on_this_thread(
+    workload: Workload,
+    batch_size: usize,
+    data: &gan::mnist::Mnist,
+    (warmup, iters): (usize, usize),
     before_timing: impl FnOnce(),
 ) -> f64 {
     let mut trainer = workload.trainer_with_batch(0, batch_size);

@@ -416,6 +416,9 @@ fn results_do_not_depend_on_the_thread_count() {
         (512, 32, 1024),
         (300, 700, 200),
         (128, 1024, 49),
+        // Ã packed by parallel tasks: three row chunks (the last partial), three depth
+        // blocks (the last short).
+        (400, 700, 600),
     ] {
         for b_t in [false, true] {
             let one = gemm_on_threads(1, m, k, n, b_t);

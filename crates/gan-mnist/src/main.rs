@@ -61,7 +61,9 @@ fn error_chain(e: &anyhow::Error) -> String {
 /// handed over to the pool and waited for, a wake-up and a sleep per op (a third of the
 /// time of an iteration at one thread), and the buffers that ops free on one thread would
 /// not be the ones the next op takes on another. Workers keep to a CPU each (see
-/// `autograd::threads`; `AUTOGRAD_PIN_THREADS=0` lets them move).
+/// `autograd::threads`; `AUTOGRAD_PIN_THREADS=0` lets them move), and while the command
+/// runs, the other workers wait for its parallel loops spinning rather than asleep
+/// (`autograd::threads::keep_warm`): waking one costs about as much as a W1 product.
 fn in_pool<R: Send>(threads: Option<u64>, work: impl FnOnce() -> Result<R> + Send) -> Result<R> {
     let n = match threads {
         Some(n) => usize::try_from(n).context("--threads is too large")?,
@@ -72,5 +74,5 @@ fn in_pool<R: Send>(threads: Option<u64>, work: impl FnOnce() -> Result<R> + Sen
         .stack_size(8 << 20)
         .build()
         .context("cannot start the thread pool")?
-        .install(work)
+        .install(|| autograd::threads::keep_warm(work))
 }

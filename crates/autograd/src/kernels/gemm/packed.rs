@@ -489,6 +489,23 @@ struct Shared {
 // and the tasks write disjoint blocks of C (see `gemm`).
 unsafe impl Sync for Shared {}
 
+/// Where step 0 packs Ã, and A, shared by its tasks.
+struct PackDst(*mut f32, RawMat);
+
+impl PackDst {
+    fn get(&self) -> (*mut f32, RawMat) {
+        (self.0, self.1)
+    }
+}
+
+// SAFETY: the tasks of step 0 only read A and write disjoint panels of Ã, and nothing
+// reads Ã until they have all finished.
+unsafe impl Sync for PackDst {}
+
+/// Elements of A (m·k) from which a parallel product packs Ã in parallel too: 1 MiB, about
+/// 40 µs of copying, where handing out the tasks costs a few.
+const PAR_PACK_A_MIN: usize = 1 << 18;
+
 /// C ← α·A·B + β·C with micro-kernel `K`, on the calling thread or (`par`) over blocks of
 /// C on rayon. A is m × k, B is k × n, C row-major with row stride `ldc`.
 ///
@@ -540,14 +557,29 @@ pub(super) unsafe fn gemm<K: MicroKernel>(
     };
     with_buffer(&A_PACK, a_len, |a_pack| {
         // 0. Pack all of A (unless it is packed per block in loop 3): depth block pc holds
-        //    m̃ × kc, in MR-row panels.
-        for pc in (0..k).step_by(K::KC).filter(|_| !per_block) {
-            let kc = K::KC.min(k - pc);
-            // SAFETY: A's view is valid (caller), and a_pack holds a block for each pc.
+        //    m̃ × kc, in MR-row panels. A large Ã is packed in parallel, MC rows of one
+        //    depth block per task, so that the other threads do not wait for it.
+        let depth_blocks = if per_block { 0 } else { k.div_ceil(kc_max) };
+        let row_chunks = m.div_ceil(K::MC);
+        let dst = PackDst(a_pack.as_mut_ptr(), a);
+        let pack = |t: usize| {
+            let (pc, ic) = ((t / row_chunks) * K::KC, (t % row_chunks) * K::MC);
+            let (kc, mc) = (K::KC.min(k - pc), K::MC.min(m - ic));
+            // SAFETY: A's view is valid (caller); a_pack holds a block of m̃ / MR panels for
+            // each pc, and ic is a multiple of MC, hence of MR, so each task writes its own
+            // whole panels.
             unsafe {
-                let dst = a_pack.as_mut_ptr().add(pc / kc_max * a_block);
-                K::pack_a(dst, a.at(0, pc), m, kc, a.rs, a.cs);
+                let (a_pack, a) = dst.get();
+                let block = a_pack.add(pc / kc_max * a_block);
+                let panels = block.add(ic / K::MR * panel_len(K::MR, kc));
+                K::pack_a(panels, a.at(ic, pc), mc, kc, a.rs, a.cs);
             }
+        };
+        let tasks = depth_blocks * row_chunks;
+        if par && tasks > 1 && m * k >= PAR_PACK_A_MIN {
+            (0..tasks).into_par_iter().for_each(pack);
+        } else {
+            (0..tasks).for_each(pack);
         }
 
         let shared = Shared {
