@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use autograd::kernels::gemm::{gemm, MatRef};
+use autograd::kernels::gemm::{gemm, micro_kernel_gflops, Kernel, MatRef};
 use autograd::threads::{keep_warm, pool};
 use gan_suite::perf::{
     fma_ceiling_gflops, gemm_in_situ, median, time_iterations, time_iterations_at, Workload,
@@ -164,7 +164,16 @@ fn main() {
 
 fn gemm_table(quick: bool) {
     let ceiling = pool(1).install(|| fma_ceiling_gflops(1000));
-    println!("FMA ceiling, one core: {ceiling:.1} GFLOP/s (f32)\n");
+    println!("FMA ceiling, one core: {ceiling:.1} GFLOP/s (f32)");
+    let kernel = Kernel::selected();
+    if let Some(tile) = pool(1).install(|| micro_kernel_gflops(kernel, 1000)) {
+        println!(
+            "{kernel:?} micro-kernel alone, operands in L1: {tile:.1} GFLOP/s ({:.0}% of the \
+             ceiling)",
+            100.0 * tile / ceiling
+        );
+    }
+    println!();
 
     println!("GEMM at one thread, W1 shapes (batch 32), GFLOP/s and % of the ceiling:");
     println!(

@@ -364,6 +364,30 @@ pub fn sgemm_with(
     profile::stop(t0, shape);
 }
 
+/// GFLOP/s of `kernel`'s micro-kernel alone, on one thread, the best of repeated bursts for
+/// about `millis` ms: one micro-tile of depth KC computed again and again on panels that
+/// stay in L1, with no packing and no edges. It is the most that a product on this kernel
+/// can reach on one core, to set beside the FMA ceiling. `None` for `matrixmultiply` and
+/// for a kernel this CPU cannot run.
+pub fn micro_kernel_gflops(kernel: Kernel, millis: u64) -> Option<f64> {
+    if !kernel.is_available() {
+        return None;
+    }
+    // SAFETY: `is_available` proved that the CPU runs the kernel.
+    unsafe {
+        match kernel {
+            Kernel::Portable => Some(packed::tile_gflops::<kernel_portable::Portable>(millis)),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => Some(packed::tile_gflops::<kernel_avx2::Avx2>(millis)),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => Some(packed::tile_gflops::<kernel_avx512::Avx512>(millis)),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2 | Kernel::Avx512 => None,
+            Kernel::MatrixMultiply => None,
+        }
+    }
+}
+
 /// The body of [`sgemm_with`], after its checks.
 #[allow(clippy::too_many_arguments)]
 fn dispatch(
