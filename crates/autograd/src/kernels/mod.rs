@@ -15,10 +15,17 @@ use rayon::prelude::*;
 
 use crate::element::Float;
 
-/// Elementwise work below this many elements runs serially.
-pub const PAR_THRESHOLD: usize = 1 << 15;
-/// Elements per parallel chunk (and per partial sum in reductions).
-pub const CHUNK: usize = 1 << 13;
+/// Elementwise work below this many elements runs serially: with the pool's workers kept
+/// polling (`threads::keep_warm`), handing out two chunks costs about a microsecond.
+pub const PAR_THRESHOLD: usize = 1 << 13;
+/// Elements per parallel chunk of elementwise work.
+pub const CHUNK: usize = 1 << 12;
+/// [`sum`] adds chunks of this many elements, each in order, then the chunks' sums in order:
+/// from [`SUM_CHUNKED_FROM`] elements on, whatever the thread count. These two sizes fix
+/// the order of the additions, so changing them changes the bits of every such sum.
+const SUM_CHUNK: usize = 1 << 13;
+/// Length from which [`sum`] goes by chunks.
+const SUM_CHUNKED_FROM: usize = 1 << 15;
 
 /// The partial sums of a reduction added pairwise, ((s₀ + s₁) + (s₂ + s₃)) + …, so that
 /// their order depends on W alone. W must be a power of two.
@@ -118,11 +125,11 @@ pub fn add_assign<T: Float>(acc: &mut [T], g: &[T]) {
 
 /// Σ x, deterministic whatever the thread count: fixed chunks are summed in order.
 pub fn sum<T: Float>(x: &[T]) -> T {
-    if x.len() < PAR_THRESHOLD {
+    if x.len() < SUM_CHUNKED_FROM {
         return x.iter().copied().sum();
     }
     let partial: Vec<T> = x
-        .par_chunks(CHUNK)
+        .par_chunks(SUM_CHUNK)
         .map(|c| c.iter().copied().sum())
         .collect();
     partial.into_iter().sum()

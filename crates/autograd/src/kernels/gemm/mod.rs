@@ -311,7 +311,7 @@ impl GemmScalar for f64 {
 }
 
 /// Products below this many multiply-adds run on one thread: waking the pool costs more.
-const PAR_MACS: usize = 1 << 20;
+const PAR_MACS: usize = 1 << 18;
 
 /// C ← α·A·B + β·C where C is row-major `a.rows × b.cols`, split over blocks of C on rayon
 /// when the product is large enough.

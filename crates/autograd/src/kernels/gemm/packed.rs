@@ -411,8 +411,12 @@ impl AheadCursor {
 /// The CPU supports `K`'s instruction set.
 pub(super) unsafe fn tile_gflops<K: MicroKernel>(millis: u64) -> f64 {
     use std::time::{Duration, Instant};
-    let a: Vec<f32> = (0..panel_len(K::MR, K::KC)).map(|i| (i % 5) as f32 * 0.01).collect();
-    let b: Vec<f32> = (0..panel_len(K::NR, K::KC)).map(|i| (i % 3) as f32 * 0.01).collect();
+    let a: Vec<f32> = (0..panel_len(K::MR, K::KC))
+        .map(|i| (i % 5) as f32 * 0.01)
+        .collect();
+    let b: Vec<f32> = (0..panel_len(K::NR, K::KC))
+        .map(|i| (i % 3) as f32 * 0.01)
+        .collect();
     let mut c = vec![0.0f32; K::MR * K::NR];
     let rounds = 200;
     let flops = (2 * K::MR * K::NR * K::KC * rounds) as f64;
@@ -423,7 +427,15 @@ pub(super) unsafe fn tile_gflops<K: MicroKernel>(millis: u64) -> f64 {
         for _ in 0..rounds {
             // SAFETY: the panels hold MR·KC and KC·NR floats, C holds MR × NR with row
             // stride NR; the CPU runs the kernel (caller).
-            K::tile(K::KC, 1.0, a.as_ptr(), b.as_ptr(), 1.0, (c.as_mut_ptr(), K::NR), None);
+            K::tile(
+                K::KC,
+                1.0,
+                a.as_ptr(),
+                b.as_ptr(),
+                1.0,
+                (c.as_mut_ptr(), K::NR),
+                None,
+            );
         }
         best = best.max(flops / t.elapsed().as_secs_f64() / 1e9);
     }
