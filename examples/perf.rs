@@ -1,6 +1,7 @@
 //! One table with the FMA ceiling, GEMM throughput on the W1 shapes, and the W1/W2 iteration
 //! times at 1 and 2 threads — and, when PyTorch is installed and the peer scripts are given,
-//! PyTorch's times measured in the same run, with the ratios.
+//! PyTorch's times measured in the same run, with the ratios (for W1 also against PyTorch
+//! with its fused Adam, `Adam(fused=True)`, which is not its default).
 //!
 //! ```sh
 //! cargo run --release --example perf -- [--peers ../shared/peers] [--quick]
@@ -69,8 +70,18 @@ fn gemm_gflops(m: usize, k: usize, n: usize, a_t: bool, b_t: bool, reps: usize) 
     gflops(m, k, n, &mut gemm_times(m, k, n, a_t, b_t, reps))
 }
 
-/// Runs the PyTorch peer and returns its median ms for (W1, W2), variant A, default Adam.
-fn peer_times(peers: &std::path::Path, threads: usize) -> Option<(f64, f64)> {
+/// PyTorch's median ms per iteration, variant A (one G forward shared by both steps).
+struct PeerTimes {
+    /// W1 with `torch.optim.Adam`'s default implementation.
+    w1: f64,
+    /// W1 with `Adam(fused=True)`, one kernel over all parameters, when the peer reports it.
+    w1_fused: Option<f64>,
+    /// W2 with the default Adam.
+    w2: f64,
+}
+
+/// Runs the PyTorch peer and reads its medians.
+fn peer_times(peers: &std::path::Path, threads: usize) -> Option<PeerTimes> {
     let script = peers.join("torch_gan_bench.py");
     let out = Command::new("python3")
         .arg(&script)
@@ -82,14 +93,19 @@ fn peer_times(peers: &std::path::Path, threads: usize) -> Option<(f64, f64)> {
         return None;
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let pick = |name: &str| -> Option<f64> {
+    let pick = |name: &str, adam: &str| -> Option<f64> {
+        let tag = format!(" variant A adam={adam}: median ");
         let line = text
             .lines()
-            .find(|l| l.starts_with(name) && l.contains(" variant A adam=default: median "))?;
+            .find(|l| l.starts_with(name) && l.contains(&tag))?;
         let after = line.split("median ").nth(1)?;
         after.split_whitespace().next()?.parse().ok()
     };
-    Some((pick("W1")?, pick("W2")?))
+    Some(PeerTimes {
+        w1: pick("W1", "default")?,
+        w1_fused: pick("W1", "fused"),
+        w2: pick("W2", "default")?,
+    })
 }
 
 fn main() {
@@ -261,8 +277,8 @@ fn iteration_table(
     let (w1_iters, w2_iters) = if quick { (40, 4) } else { (400, 30) };
     println!("\nWhole iterations (D step on a real and a fake batch + G step, Adam), median ms:");
     println!(
-        "{:<9} {:>8} {:>10} {:>10} {:>8}",
-        "workload", "threads", "ours", "PyTorch", "ratio"
+        "{:<9} {:>8} {:>10} {:>10} {:>8} {:>12} {:>8}",
+        "workload", "threads", "ours", "PyTorch", "ratio", "fused Adam", "ratio"
     );
     for &threads in thread_counts {
         let time =
@@ -270,16 +286,23 @@ fn iteration_table(
         let w1 = run_w1.then(|| time(Workload::MlpGan, 20, w1_iters));
         let w2 = run_w2.then(|| time(Workload::Dcgan, 3, w2_iters));
         let peer = peers.and_then(|p| peer_times(p, threads));
-        for (name, ours, theirs) in [
-            ("W1 mlp", w1, peer.map(|p| p.0)),
-            ("W2 dcgan", w2, peer.map(|p| p.1)),
+        let cells = |ours: f64, theirs: Option<f64>| match theirs {
+            Some(t) => (format!("{t:.2}"), format!("{:.2}", ours / t)),
+            None => ("-".to_string(), "-".to_string()),
+        };
+        for (name, ours, theirs, fused) in [
+            (
+                "W1 mlp",
+                w1,
+                peer.as_ref().map(|p| p.w1),
+                peer.as_ref().and_then(|p| p.w1_fused),
+            ),
+            ("W2 dcgan", w2, peer.as_ref().map(|p| p.w2), None),
         ] {
             let Some(ours) = ours else { continue };
-            let (t, r) = match theirs {
-                Some(t) => (format!("{t:.2}"), format!("{:.2}", ours / t)),
-                None => ("-".to_string(), "-".to_string()),
-            };
-            println!("{name:<9} {threads:>8} {ours:>10.2} {t:>10} {r:>8}");
+            let (t, r) = cells(ours, theirs);
+            let (f, fr) = cells(ours, fused);
+            println!("{name:<9} {threads:>8} {ours:>10.2} {t:>10} {r:>8} {f:>12} {fr:>8}");
         }
     }
 }
