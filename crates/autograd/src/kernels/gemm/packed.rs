@@ -402,10 +402,8 @@ impl AheadCursor {
     }
 }
 
-/// GFLOP/s of the micro-kernel alone, the best of repeated bursts for about `millis`
-/// milliseconds: one MR × NR tile of depth KC, its Ã and B̃ panels (40 KiB for AVX-512)
-/// in L1, computed again and again. No packing, no edges, no cache misses: the most that
-/// a product built on this kernel can reach on one core.
+/// The body of [`super::micro_kernel_gflops`] for kernel `K` (its panels: 40 KiB for
+/// AVX-512, in L1).
 ///
 /// # Safety
 /// The CPU supports `K`'s instruction set.
